@@ -1,0 +1,27 @@
+"""peptide_losses: fused, mass-aware losses for de novo peptide sequencing.
+
+- :func:`spectrum_matching_loss` / :class:`SpectrumMatchingLoss`: observed
+  peaks against the predicted peptide's fragment ions.
+- :func:`precursor_mass_loss` / :class:`PrecursorMassLoss`: log-scaled ppm
+  error of the predicted precursor m/z.
+- :class:`Vocabulary`: tokens and masses shared by losses, data and trainer.
+- :mod:`peptide_losses.reference`: the maths in plain PyTorch.
+"""
+
+from . import constants, reference
+from .functional import precursor_mass_loss, precursor_ppm, spectrum_matching_loss
+from .modules import PrecursorMassLoss, SpectrumMatchingLoss
+from .vocabulary import Vocabulary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PrecursorMassLoss",
+    "SpectrumMatchingLoss",
+    "Vocabulary",
+    "constants",
+    "precursor_mass_loss",
+    "precursor_ppm",
+    "reference",
+    "spectrum_matching_loss",
+]

@@ -1,0 +1,43 @@
+"""Choosing between the Triton kernels and the reference implementation."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+BACKENDS = ("auto", "triton", "reference")
+
+
+def triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreter_enabled() -> bool:
+    """``TRITON_INTERPRET=1``: Triton kernels run on CPU tensors (slowly)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"triton"`` or ``"reference"`` for tensors on ``device``.
+
+    ``"auto"`` takes the kernels for CUDA tensors, and for CPU tensors when the
+    Triton interpreter is on; otherwise the reference. ``"triton"`` where the
+    kernels cannot run is an error rather than a silent fallback.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "reference":
+        return "reference"
+    if not triton_installed():
+        reason = "triton is not installed"
+    elif device.type == "cuda" or (device.type == "cpu" and interpreter_enabled()):
+        return "triton"
+    elif device.type == "cpu":
+        reason = "the tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+    else:
+        reason = f"the kernels do not run on {device.type} tensors"
+    if backend == "triton":
+        raise ValueError(f"backend='triton' cannot run here: {reason}; use backend='auto' or 'reference'")
+    return "reference"

@@ -1,0 +1,108 @@
+"""``nn.Module`` forms of the losses, holding their vocabulary and options."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from . import functional
+from .validation import check_options
+from .vocabulary import Vocabulary
+
+
+class _VocabularyLoss(nn.Module):
+    """Holds the vocabulary and its masses (V,) in Da as a non-persistent buffer.
+
+    The buffer follows ``.to(device)`` and stays out of ``state_dict``: the
+    vocabulary, not a checkpoint, is the source of truth for masses.
+    """
+
+    def __init__(self, vocabulary: Vocabulary | torch.Tensor, options: dict) -> None:
+        super().__init__()
+        if isinstance(vocabulary, Vocabulary):
+            self.vocabulary = vocabulary
+            masses = vocabulary.mass_tensor()
+        elif isinstance(vocabulary, torch.Tensor) and vocabulary.ndim == 1 and vocabulary.dtype.is_floating_point:
+            self.vocabulary = None
+            masses = vocabulary.detach().to(torch.float64)
+        else:
+            raise TypeError("vocabulary must be a Vocabulary or a (V,) float tensor of token masses in Da")
+        self.register_buffer("masses", masses, persistent=False)
+        self.options = options
+
+    def extra_repr(self) -> str:
+        vocab = (
+            f"vocabulary={len(self.vocabulary)} tokens ({self.vocabulary.fingerprint})"
+            if self.vocabulary is not None
+            else f"masses={self.masses.shape[0]} tokens"
+        )
+        return ", ".join([vocab, *(f"{k}={v!r}" for k, v in self.options.items())])
+
+
+class SpectrumMatchingLoss(_VocabularyLoss):
+    """Module form of :func:`peptide_losses.spectrum_matching_loss`.
+
+    ``forward(logits, mz, intensity, mask=None, peak_mask=None)`` with logits
+    (B, L, V), mz / intensity / peak_mask (B, N), mask (B, L); logits=None with
+    ``residue_masses=`` (B, L) Da skips the softmax. Options as the function.
+    """
+
+    def __init__(
+        self,
+        vocabulary: Vocabulary | torch.Tensor,
+        *,
+        ion_types: Sequence[str] = ("b", "y"),
+        charges: Sequence[int] = (1, 2),
+        direction: str = "observed",
+        distance: str = "da",
+        distance_scale: float | None = None,
+        intensity_power: float = 1.0,
+        reduction: str = "mean",
+        backend: str = "auto",
+        check_values: bool = True,
+    ) -> None:
+        super().__init__(vocabulary, dict(
+            ion_types=tuple(ion_types), charges=tuple(charges), direction=direction, distance=distance,
+            distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction,
+            backend=backend, check_values=check_values,
+        ))
+        check_options(**{k: v for k, v in self.options.items() if k not in ("backend", "check_values")})
+
+    def forward(self, logits, mz, intensity, mask=None, peak_mask=None, *, residue_masses=None):
+        masses = self.masses if logits is not None else None
+        return functional.spectrum_matching_loss(
+            logits, mz, intensity, masses=masses, mask=mask, peak_mask=peak_mask,
+            residue_masses=residue_masses, **self.options,
+        )
+
+
+class PrecursorMassLoss(_VocabularyLoss):
+    """Module form of :func:`peptide_losses.precursor_mass_loss`.
+
+    ``forward(logits, precursor_mz, charge, mask=None)`` with logits (B, L, V),
+    precursor_mz (B,) m/z, charge (B,) int, mask (B, L) bool.
+    """
+
+    def __init__(
+        self,
+        vocabulary: Vocabulary | torch.Tensor,
+        *,
+        scale: float = 100.0,
+        isotope_errors: Sequence[int] = (0,),
+        reduction: str = "mean",
+        backend: str = "auto",
+        check_values: bool = True,
+    ) -> None:
+        super().__init__(vocabulary, dict(
+            scale=scale, isotope_errors=tuple(isotope_errors), reduction=reduction,
+            backend=backend, check_values=check_values,
+        ))
+        check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
+
+    def forward(self, logits, precursor_mz, charge, mask=None, *, residue_masses=None):
+        masses = self.masses if logits is not None else None
+        return functional.precursor_mass_loss(
+            logits, precursor_mz, charge, masses=masses, mask=mask, residue_masses=residue_masses, **self.options,
+        )

@@ -1,0 +1,244 @@
+"""The exact mathematics of both losses, in plain differentiable PyTorch.
+
+This module is the definition; the Triton kernels in ``peptide_losses.kernels``
+mirror it and are tested against it. Everything is computed in float32, or in
+float64 when the logits / residue masses are float64. Gradients flow to the
+logits (or residue masses) only: observed m/z, intensities, charges and
+precursor m/z are data.
+
+Shapes: B spectra, L positions, V vocabulary tokens, N observed peaks,
+M = len(ion_types) * len(charges) * L theoretical ions.
+
+Positions are tokens: every unmasked position adds its expected mass, in order,
+so an N-terminal modification token predicted at position 0 is one more
+position (its mass is a prefix like any residue's). Masses built from a known
+sequence with :meth:`Vocabulary.residue_masses` fold the N-terminal delta into
+the first residue instead, so that their fragments equal pyteomics' ions.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .constants import C13_C12, H2O, ION_OFFSETS, PREFIX_IONS, PROTON
+
+#: ppm distances are relative to max(theoretical m/z, MIN_PPM_REFERENCE_MZ) so
+#: that a degenerate predicted ion (m/z <= 0 from a negative N-terminal mod)
+#: cannot divide by zero.
+MIN_PPM_REFERENCE_MZ = 1.0
+
+ION_TYPES = tuple(ION_OFFSETS)
+DIRECTIONS = ("observed", "theoretical", "both")
+DISTANCES = ("da", "ppm")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """float64 for float64 input, float32 otherwise (bf16/fp16 are upcast)."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def expected_residue_masses(
+    logits: torch.Tensor, masses: torch.Tensor, *, normalized: bool = False
+) -> torch.Tensor:
+    """Expected residue mass per position, Da.
+
+    ``E[b, l] = sum_v softmax(logits[b, l])_v * masses[v]``
+
+    Args:
+        logits: (B, L, V) float logits; probabilities if ``normalized=True``.
+        masses: (V,) token masses in Da (``Vocabulary.mass_tensor()``).
+        normalized: the input already holds probabilities (rows sum to 1).
+
+    Returns:
+        (B, L) expected masses in Da, float32 (float64 for float64 input).
+    """
+    dtype = compute_dtype(logits)
+    probs = logits.to(dtype) if normalized else torch.softmax(logits.to(dtype), dim=-1)
+    return probs @ masses.to(dtype)
+
+
+def fragment_mz(
+    residue_masses: torch.Tensor,
+    mask: torch.Tensor,
+    ion_types: Sequence[str] = ("b", "y"),
+    charges: Sequence[int] = (1, 2),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Theoretical fragment ion m/z from per-position residue masses.
+
+    The peptide is the sequence of unmasked positions. Slot ``l`` of every
+    series is the cleavage after position ``l``: prefix ions (a, b, c) hold
+    ``P_l = sum_{l' <= l} mask * m``, suffix ions (x, y, z) hold ``S_l = total - P_l``.
+    A slot is valid when position ``l`` is unmasked and some unmasked position
+    follows it, so an n-residue peptide has fragments k = 1..n-1 of each series.
+    Neutral fragment = sum + ``ION_OFFSETS[type]``; m/z = (neutral + z * proton) / z.
+
+    Args:
+        residue_masses: (B, L) masses in Da.
+        mask: (B, L) bool, True for real positions.
+        ion_types: subset of a, b, c, x, y, z, in the order wanted.
+        charges: fragment charges (positive ints).
+
+    Returns:
+        ``(mz, valid)``, each (B, M) with M = len(ion_types) * len(charges) * L;
+        ion ``j = (type_index * len(charges) + charge_index) * L + l``.
+    """
+    dtype = compute_dtype(residue_masses)
+    m = torch.where(mask, residue_masses.to(dtype), 0)
+    prefix = torch.cumsum(m, dim=-1)
+    suffix = prefix[:, -1:] - prefix
+    count = mask.to(torch.int32)
+    after = count.sum(-1, keepdim=True) - torch.cumsum(count, dim=-1)
+    slot_valid = mask & (after > 0)
+    mz, valid = [], []
+    for ion in ion_types:
+        neutral = (prefix if ion in PREFIX_IONS else suffix) + ION_OFFSETS[ion]
+        for z in charges:
+            mz.append((neutral + z * PROTON) / z)
+            valid.append(slot_valid)
+    return torch.cat(mz, dim=-1), torch.cat(valid, dim=-1)
+
+
+def _log_scaled(d: torch.Tensor, scale: float | None) -> torch.Tensor:
+    """``scale * log1p(d / scale)``: ~d for d << scale, slope scale / (scale + d) > 0."""
+    return d if scale is None else scale * torch.log1p(d / scale)
+
+
+def _reduce(per_spectrum: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Mean over counted spectra (0 if none), sum, or the (B,) vector."""
+    if reduction == "none":
+        return per_spectrum
+    total = per_spectrum.sum()
+    if reduction == "sum":
+        return total
+    return total / counted.sum().clamp_min(1).to(total.dtype)
+
+
+def spectrum_matching_loss(
+    residue_masses: torch.Tensor,
+    mask: torch.Tensor,
+    mz: torch.Tensor,
+    intensity: torch.Tensor,
+    peak_mask: torch.Tensor,
+    *,
+    ion_types: Sequence[str] = ("b", "y"),
+    charges: Sequence[int] = (1, 2),
+    direction: str = "observed",
+    distance: str = "da",
+    distance_scale: float | None = None,
+    intensity_power: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Nearest-theoretical-ion distance between a predicted peptide and its spectrum.
+
+    With t_j the valid theoretical ions of :func:`fragment_mz`, o_i the valid
+    observed peaks, ``w_i = intensity_i ** intensity_power`` and
+    ``d_ij = |o_i - t_j|`` (Da) or ``|o_i - t_j| / max(t_j, 1) * 1e6`` (ppm),
+    each nearest distance d passed through ``f(d) = tau * log1p(d / tau)`` when
+    ``distance_scale=tau`` is given (identity otherwise):
+
+    - observed:    ``sum_i w_i f(min_j d_ij) / sum_i w_i``
+    - theoretical: ``mean_j f(min_i d_ij)``
+    - both:        the sum of the two.
+
+    Ties go to the lowest ion (peak) index; the gradient of |x| at 0 is 0.
+    A spectrum with no valid peak, zero total weight, or fewer than two
+    residues contributes 0 and is left out of the mean.
+
+    Args:
+        residue_masses: (B, L) Da. mask: (B, L) bool.
+        mz: (B, N) observed m/z. intensity: (B, N) >= 0. peak_mask: (B, N) bool.
+
+    Returns:
+        Scalar (mean over counted spectra, or sum) or (B,) for ``"none"``, in
+        Da or ppm (float32; float64 for float64 residue masses).
+    """
+    dtype = compute_dtype(residue_masses)
+    theo, theo_valid = fragment_mz(residue_masses, mask, ion_types, charges)
+    obs = mz.detach().to(dtype)
+    diff = (obs[:, :, None] - theo[:, None, :]).abs()
+    if distance == "ppm":
+        diff = diff / theo.clamp_min(MIN_PPM_REFERENCE_MZ)[:, None, :] * 1e6
+    pair_valid = peak_mask[:, :, None] & theo_valid[:, None, :]
+    search = torch.where(pair_valid, diff, torch.inf)
+
+    weight = torch.where(peak_mask, intensity.detach().to(dtype) ** intensity_power, 0)
+    total_weight = weight.sum(-1)
+    has_ion = theo_valid.any(-1)
+    counted = has_ion & peak_mask.any(-1) & (total_weight > 0)
+
+    per_spectrum = torch.zeros(theo.shape[0], dtype=dtype, device=theo.device)
+    if direction in ("observed", "both"):
+        nearest = diff.gather(-1, search.argmin(-1, keepdim=True)).squeeze(-1)
+        nearest = _log_scaled(torch.where(peak_mask & has_ion[:, None], nearest, 0), distance_scale)
+        per_spectrum = per_spectrum + (weight * nearest).sum(-1) / torch.where(counted, total_weight, 1)
+    if direction in ("theoretical", "both"):
+        nearest = diff.gather(-2, search.argmin(-2, keepdim=True)).squeeze(-2)
+        has_peak = peak_mask.any(-1)
+        nearest = _log_scaled(torch.where(theo_valid & has_peak[:, None], nearest, 0), distance_scale)
+        per_spectrum = per_spectrum + nearest.sum(-1) / theo_valid.sum(-1).clamp_min(1)
+    per_spectrum = torch.where(counted, per_spectrum, 0)
+    return _reduce(per_spectrum, counted, reduction)
+
+
+def peptide_mass(residue_masses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Neutral peptide mass (B,) in Da: ``sum_l mask * m_l + H2O``."""
+    dtype = compute_dtype(residue_masses)
+    return torch.where(mask, residue_masses.to(dtype), 0).sum(-1) + H2O
+
+
+def precursor_mz(mass: torch.Tensor, charge: torch.Tensor) -> torch.Tensor:
+    """Precursor m/z (B,) of neutral mass (B,) Da at charge (B,): (M + z * proton) / z."""
+    z = charge.to(mass.dtype)
+    return (mass + z * PROTON) / z
+
+
+def precursor_ppm(
+    residue_masses: torch.Tensor,
+    mask: torch.Tensor,
+    observed_mz: torch.Tensor,
+    charge: torch.Tensor,
+    *,
+    isotope_errors: Sequence[int] = (0,),
+) -> torch.Tensor:
+    """Absolute precursor error (B,) in ppm, smallest over isotope errors.
+
+    ``ppm = min_k |mz_pred - (mz_obs - k * C13_C12 / z)| / mz_obs * 1e6``, with
+    ``mz_pred = (sum_l mask * m_l + H2O + z * proton) / z``; ppm is relative to
+    the observed m/z as in Casanovo. Ties between k go to the first listed.
+    """
+    pred = precursor_mz(peptide_mass(residue_masses, mask), charge)
+    dtype = pred.dtype
+    obs = observed_mz.detach().to(dtype)
+    z = charge.to(dtype)
+    k = torch.tensor(list(isotope_errors), dtype=dtype, device=pred.device)
+    shifted = obs[:, None] - k[None, :] * C13_C12 / z[:, None]
+    ppm = (pred[:, None] - shifted).abs() / obs[:, None] * 1e6
+    return ppm.min(-1).values
+
+
+def precursor_mass_loss(
+    residue_masses: torch.Tensor,
+    mask: torch.Tensor,
+    observed_mz: torch.Tensor,
+    charge: torch.Tensor,
+    *,
+    scale: float = 100.0,
+    isotope_errors: Sequence[int] = (0,),
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Log-scaled precursor error: ``scale * log1p(ppm / scale)`` per spectrum.
+
+    Behaves like ppm for small errors and keeps a gradient
+    ``scale / (scale + ppm)`` at any error (a clamp would have 0). A spectrum
+    with no unmasked position contributes 0 and is left out of the mean.
+
+    Returns:
+        Scalar (``"mean"``/``"sum"``) or (B,) (``"none"``), in log-scaled ppm.
+    """
+    ppm = precursor_ppm(residue_masses, mask, observed_mz, charge, isotope_errors=isotope_errors)
+    counted = mask.any(-1)
+    per_spectrum = torch.where(counted, _log_scaled(ppm, scale), 0)
+    return _reduce(per_spectrum, counted, reduction)

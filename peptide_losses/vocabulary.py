@@ -1,0 +1,298 @@
+"""The one residue vocabulary shared by the losses, the data code and the trainer.
+
+A token is a residue (``"A"``), a modified residue in bracket notation
+(``"M[Oxidation]"``) or an N-terminal modification (``"[Acetyl]-"``). Index 0 is
+always padding, with mass 0. Because the loss objects, the MGF reader and the
+trainer all take the same :class:`Vocabulary` object, and a logits tensor whose
+last dimension differs from ``len(vocabulary)`` is rejected, a dataset and a
+loss cannot silently disagree on what an index means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import torch
+
+from .constants import H2O, PROTON
+
+PADDING = "<pad>"
+
+#: Monoisotopic residue masses (Da), as in pyteomics' ``std_aa_mass``.
+RESIDUE_MASSES: dict[str, float] = {
+    "G": 57.02146372057,
+    "A": 71.03711378471,
+    "S": 87.03202840427,
+    "P": 97.05276384885,
+    "V": 99.06841391299,
+    "T": 101.04767846841,
+    "C": 103.00918478471,
+    "L": 113.08406397713,
+    "I": 113.08406397713,
+    "N": 114.04292744114,
+    "D": 115.02694302383,
+    "Q": 128.05857750528,
+    "K": 128.09496301400,
+    "E": 129.04259308797,
+    "M": 131.04048491299,
+    "H": 137.05891185845,
+    "F": 147.06841391299,
+    "R": 156.10111102360,
+    "Y": 163.06332853255,
+    "W": 186.07931294986,
+}
+
+#: Unimod monoisotopic mass deltas (Da) with the composition they come from;
+#: ``tests/test_vocabulary.py`` recomputes each from its formula with pyteomics.
+UNIMOD_DELTAS: dict[str, tuple[float, str]] = {
+    "Carbamidomethyl": (57.021463721, "H3C2NO"),  # Unimod 4
+    "Oxidation": (15.99491461956, "O"),  # Unimod 35
+    "Deamidated": (0.98401558291, "H-1N-1O"),  # Unimod 7
+    "Acetyl": (42.01056468403, "H2C2O"),  # Unimod 1
+    "Carbamyl": (43.00581365, "HCNO"),  # Unimod 5
+    "Ammonia-loss": (-17.02654910101, "H-3N-1"),  # Unimod 385
+}
+
+#: The default modified residues and N-terminal modifications (Casanovo's set).
+#: ``[+25.980265]-`` is ProForma for "add 25.980265 Da": its mass is the number
+#: in its name, as in Casanovo (Carbamyl + Ammonia-loss sums to 25.979265 Da;
+#: the 1 mDa difference is Casanovo's convention, kept so labels agree).
+DEFAULT_MODIFIED = ("C[Carbamidomethyl]", "M[Oxidation]", "N[Deamidated]", "Q[Deamidated]")
+DEFAULT_N_TERMINAL = ("[Acetyl]-", "[Carbamyl]-", "[Ammonia-loss]-", "[+25.980265]-")
+
+# Casanovo writes modifications as mass deltas with three decimals ("M+15.995").
+DELTA_TOLERANCE = 0.01
+
+_NUMBER = r"[+-]\d+(?:\.\d*)?"
+_N_TERM_BRACKET = re.compile(r"\[([^\[\]]+)\]-")
+_N_TERM_DELTAS = re.compile(rf"(?:{_NUMBER})+")
+_RESIDUE = re.compile(rf"([A-Z])(?:\[([^\[\]]+)\]|({_NUMBER}))?")
+
+
+def _parse_delta(text: str) -> float | None:
+    """A mass delta such as ``+15.995`` or ``+43.006-17.027`` in Da, else None."""
+    parts = re.findall(_NUMBER, text)
+    if not parts or "".join(parts) != text:
+        return None
+    return sum(float(p) for p in parts)
+
+
+def _modification_mass(name: str) -> float | None:
+    """Mass delta (Da) of a bracketed modification: a Unimod name or a number."""
+    if name in UNIMOD_DELTAS:
+        return UNIMOD_DELTAS[name][0]
+    return _parse_delta(name)
+
+
+def _token_mass(token: str) -> float:
+    """Mass of a token in the library's notation from the built-in tables."""
+    if token in RESIDUE_MASSES:
+        return RESIDUE_MASSES[token]
+    nterm = _N_TERM_BRACKET.fullmatch(token)
+    if nterm:
+        delta = _modification_mass(nterm.group(1))
+    else:
+        res = re.fullmatch(r"([A-Z])\[([^\[\]]+)\]", token)
+        delta = None
+        if res and res.group(1) in RESIDUE_MASSES:
+            mod = _modification_mass(res.group(2))
+            delta = None if mod is None else RESIDUE_MASSES[res.group(1)] + mod
+    if delta is None:
+        raise ValueError(
+            f"token {token!r} has no known mass: give it explicitly with "
+            "Vocabulary.from_masses({token: mass_in_Da, ...})"
+        )
+    return delta
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Tokens and their monoisotopic masses (Da); index 0 is padding (mass 0).
+
+    Two vocabularies are equal when their tokens and masses are equal;
+    :attr:`fingerprint` is a short hash of both, to store beside data and
+    checkpoints.
+
+    Args:
+        tokens: token strings, padding first (``Vocabulary.PADDING``).
+        masses: their masses in Da (float), padding 0.
+    """
+
+    tokens: tuple[str, ...]
+    masses: tuple[float, ...]
+    _index: dict = field(init=False, repr=False, compare=False, hash=False)
+
+    PADDING = PADDING
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.masses):
+            raise ValueError(
+                f"tokens and masses differ in length ({len(self.tokens)} vs {len(self.masses)})"
+            )
+        if not self.tokens or self.tokens[0] != PADDING or self.masses[0] != 0.0:
+            raise ValueError(f"index 0 must be the padding token {PADDING!r} with mass 0")
+        if len(set(self.tokens)) != len(self.tokens):
+            dup = sorted({t for t in self.tokens if self.tokens.count(t) > 1})
+            raise ValueError(f"duplicate tokens: {dup}")
+        for token in self.tokens[1:]:
+            if not (_RESIDUE.fullmatch(token) or _N_TERM_BRACKET.fullmatch(token)):
+                raise ValueError(
+                    f"token {token!r} is not a residue 'X', a modified residue 'X[Mod]' "
+                    "or an N-terminal modification '[Mod]-'"
+                )
+        object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+
+    # ---------------------------------------------------------------- builders
+    @classmethod
+    def default(cls) -> "Vocabulary":
+        """Casanovo's vocabulary: 20 residues, 4 modified residues, 4 N-terminal mods.
+
+        Size 29 (with padding). Order: padding, the 20 residues in
+        ``RESIDUE_MASSES`` order, ``DEFAULT_MODIFIED``, ``DEFAULT_N_TERMINAL``.
+        """
+        return cls.from_tokens([*RESIDUE_MASSES, *DEFAULT_MODIFIED, *DEFAULT_N_TERMINAL])
+
+    @classmethod
+    def from_tokens(cls, tokens: Iterable[str]) -> "Vocabulary":
+        """A vocabulary of the given tokens, masses from the built-in tables.
+
+        Known: the 20 residues, ``X[Name]`` and ``[Name]-`` with a Unimod name
+        from ``UNIMOD_DELTAS``, and numeric deltas ``X[+15.995]``, ``[+42.011]-``.
+        """
+        tokens = list(tokens)
+        return cls((PADDING, *tokens), (0.0, *(_token_mass(t) for t in tokens)))
+
+    @classmethod
+    def from_masses(cls, masses: Mapping[str, float]) -> "Vocabulary":
+        """A custom vocabulary from ``{token: mass_in_Da}`` (padding is added)."""
+        return cls((PADDING, *masses), (0.0, *(float(m) for m in masses.values())))
+
+    # ---------------------------------------------------------------- lookup
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._index
+
+    def index(self, token: str) -> int:
+        """Index of ``token``; ``ValueError`` naming it if absent."""
+        try:
+            return self._index[token]
+        except KeyError:
+            raise ValueError(f"unknown token {token!r}") from None
+
+    @property
+    def fingerprint(self) -> str:
+        """12-hex-digit hash of tokens and masses: equal iff the vocabularies agree."""
+        text = "\n".join(f"{t}\t{m:.9f}" for t, m in zip(self.tokens, self.masses))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def is_n_terminal(self, token: str) -> bool:
+        """True for N-terminal modification tokens such as ``[Acetyl]-``."""
+        return bool(_N_TERM_BRACKET.fullmatch(token))
+
+    def mass_tensor(self, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+        """Token masses (V,) in Da, the ``masses`` argument of the losses."""
+        return torch.tensor(self.masses, dtype=dtype, device=device)
+
+    # ---------------------------------------------------------------- parsing
+    def _match_delta(self, residue: str | None, delta: float, text: str, pos: int) -> str:
+        """The token whose modification delta is ``delta`` within DELTA_TOLERANCE."""
+        for token, mass in zip(self.tokens[1:], self.masses[1:]):
+            if residue is None:
+                if self.is_n_terminal(token) and abs(mass - delta) <= DELTA_TOLERANCE:
+                    return token
+            elif token.startswith(residue + "[") and residue in self._index:
+                base = self.masses[self._index[residue]]
+                if abs(mass - base - delta) <= DELTA_TOLERANCE:
+                    return token
+        raise ValueError(f"unknown token {text!r} at position {pos}")
+
+    def tokenize(self, sequence: str) -> list[str]:
+        """Split a peptide string into vocabulary tokens.
+
+        Accepts ProForma-like strings (``[Acetyl]-PEPC[Carbamidomethyl]K``,
+        ``M[+15.995]``) and Casanovo / MassIVE-KB deltas (``+42.011PEPM+15.995``,
+        ``+43.006-17.027PEP``). A token not in the vocabulary raises
+        ``ValueError`` naming it and its character position.
+        """
+        tokens: list[str] = []
+        pos = 0
+        nterm = _N_TERM_BRACKET.match(sequence)
+        if nterm:
+            name = nterm.group(0)
+            if name not in self._index:
+                delta = _modification_mass(nterm.group(1))
+                if delta is None:
+                    raise ValueError(f"unknown token {name!r} at position 0")
+                name = self._match_delta(None, delta, name, 0)
+            tokens.append(name)
+            pos = nterm.end()
+        else:
+            deltas = _N_TERM_DELTAS.match(sequence)
+            if deltas:
+                tokens.append(self._match_delta(None, _parse_delta(deltas.group(0)), deltas.group(0), 0))
+                pos = deltas.end()
+        while pos < len(sequence):
+            match = _RESIDUE.match(sequence, pos)
+            if not match:
+                raise ValueError(f"unknown token {sequence[pos]!r} at position {pos} of {sequence!r}")
+            text = match.group(0)
+            residue, bracket, number = match.groups()
+            if text in self._index:
+                tokens.append(text)
+            elif bracket is not None and _parse_delta(bracket) is not None:
+                tokens.append(self._match_delta(residue, _parse_delta(bracket), text, pos))
+            elif number is not None:
+                tokens.append(self._match_delta(residue, _parse_delta(number), text, pos))
+            else:
+                raise ValueError(f"unknown token {text!r} at position {pos} of {sequence!r}")
+            pos = match.end()
+        return tokens
+
+    def encode(self, sequence: str) -> list[int]:
+        """Token indices of a peptide string (see :meth:`tokenize`)."""
+        return [self._index[t] for t in self.tokenize(sequence)]
+
+    def decode(self, indices: Sequence[int] | torch.Tensor) -> str:
+        """Peptide string of token indices; padding (0) is skipped.
+
+        ``ValueError`` naming the index and its position if out of range.
+        """
+        if isinstance(indices, torch.Tensor):
+            indices = indices.tolist()
+        out = []
+        for pos, i in enumerate(indices):
+            if not 0 <= int(i) < len(self.tokens):
+                raise ValueError(f"index {i} at position {pos} is outside the vocabulary (size {len(self)})")
+            if i:
+                out.append(self.tokens[int(i)])
+        return "".join(out)
+
+    # ---------------------------------------------------------------- masses
+    def residue_masses(self, sequence: str | Sequence[int]) -> list[float]:
+        """Per-residue masses (Da) of a known peptide, N-terminal mod folded in.
+
+        The N-terminal modification's delta is added to the first residue, so
+        the fragment m/z built from these masses equal pyteomics' b/y ions.
+        """
+        idx = self.encode(sequence) if isinstance(sequence, str) else [int(i) for i in sequence if i]
+        masses = [self.masses[i] for i in idx]
+        if idx and self.is_n_terminal(self.tokens[idx[0]]):
+            if len(masses) < 2:
+                raise ValueError("an N-terminal modification needs a residue after it")
+            masses = [masses[0] + masses[1], *masses[2:]]
+        return masses
+
+    def peptide_mass(self, sequence: str | Sequence[int]) -> float:
+        """Neutral monoisotopic peptide mass (Da): residue sum + H2O."""
+        return sum(self.residue_masses(sequence)) + H2O
+
+    def precursor_mz(self, sequence: str | Sequence[int], charge: int) -> float:
+        """Precursor m/z at ``charge``: (peptide mass + charge * proton) / charge."""
+        if charge < 1:
+            raise ValueError(f"charge must be >= 1, got {charge}")
+        return (self.peptide_mass(sequence) + charge * PROTON) / charge
