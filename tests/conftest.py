@@ -1,6 +1,13 @@
 import os
 
-import pytest
+import torch
+
+# Without a GPU the Triton kernels run under the interpreter on CPU tensors; this
+# must be set before anything imports triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 
 from peptide_losses.paths import DATA_ENV, real_spectra_path
 
