@@ -205,9 +205,10 @@ class Vocabulary:
             if residue is None:
                 if self.is_n_terminal(token) and abs(mass - delta) <= DELTA_TOLERANCE:
                     return token
-            elif token.startswith(residue + "[") and residue in self._index:
-                base = self.masses[self._index[residue]]
-                if abs(mass - base - delta) <= DELTA_TOLERANCE:
+            elif token.startswith(residue + "["):
+                # The unmodified residue need not be in the vocabulary (e.g. only C[Carbamidomethyl]).
+                base = self.masses[self._index[residue]] if residue in self._index else RESIDUE_MASSES.get(residue)
+                if base is not None and abs(mass - base - delta) <= DELTA_TOLERANCE:
                     return token
         raise ValueError(f"unknown token {text!r} at position {pos}")
 
