@@ -157,7 +157,8 @@ def spectrum_matching_loss(
     """
     dtype = compute_dtype(residue_masses)
     theo, theo_valid = fragment_mz(residue_masses, mask, ion_types, charges)
-    obs = mz.detach().to(dtype)
+    # Padded peaks may hold anything (NaN, inf): a 0 there keeps them out of the backward pass.
+    obs = torch.where(peak_mask, mz.detach().to(dtype), 0)
     diff = (obs[:, :, None] - theo[:, None, :]).abs()
     if distance == "ppm":
         diff = diff / theo.clamp_min(MIN_PPM_REFERENCE_MZ)[:, None, :] * 1e6
