@@ -29,6 +29,7 @@ import torch
 from peptide_losses import Vocabulary, spectrum_matching_loss
 from peptide_losses.paths import real_spectra_path
 from peptide_losses.reference import DIRECTIONS, DISTANCES
+from peptide_losses.spectra import read_mgf
 
 DECOY_KINDS = ("shuffled", "substitution", "random")
 #: distance_scale values tried, in Da.
@@ -171,12 +172,10 @@ def win_rate(
 
 # ---------------------------------------------------------------- real data
 def load_real_spectra(path: Path | None = None, vocabulary: Vocabulary | None = None):
-    """(spectra, peptides as token-index lists) of the annotated real MGF."""
-    from peptide_losses.spectra import read_mgf
-
+    """(spectra, peptides as token-index lists) of an annotated MGF, peaks as in the file."""
     vocabulary = vocabulary or Vocabulary.default()
     spectra = read_mgf(path or real_spectra_path(), vocabulary)
-    return spectra, [vocabulary.encode(s.sequence) for s in spectra]
+    return spectra, [s.tokens for s in spectra]
 
 
 def win_rate_table(spectra, peptides, vocabulary: Vocabulary, per_peptide: int, seed: int) -> str:
