@@ -170,6 +170,10 @@ def spectrum_matching_loss(
     has_ion = theo_valid.any(-1)
     counted = has_ion & peak_mask.any(-1) & (total_weight > 0)
 
+    if 0 in search.shape[1:]:
+        # No peak slot or no ion slot (N = 0 or L = 0): every spectrum is empty, and argmin
+        # needs a non-empty axis. Times 0 keeps the zero loss in the graph, with zero gradient.
+        return _reduce(theo.sum(-1) * 0, counted, reduction)
     per_spectrum = torch.zeros(theo.shape[0], dtype=dtype, device=theo.device)
     if direction in ("observed", "both"):
         nearest = diff.gather(-1, search.argmin(-1, keepdim=True)).squeeze(-1)
