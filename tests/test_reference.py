@@ -230,6 +230,20 @@ def test_all_empty_batch_is_zero_with_zero_gradient(reduction):
     assert torch.all(loss == 0) and torch.all(grad == 0)
 
 
+@pytest.mark.parametrize("direction", reference.DIRECTIONS)
+@pytest.mark.parametrize("batch, length, n_peaks", [(0, 4, 5), (2, 0, 5), (2, 4, 0), (2, 0, 0)])
+def test_zero_sized_axes_give_zero_with_zero_gradient(direction, batch, length, n_peaks):
+    x = torch.full((batch, length), 100.0, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mz = torch.full((batch, n_peaks), 300.0, dtype=torch.float64)
+    for reduction in reference.REDUCTIONS:
+        loss = reference.spectrum_matching_loss(x, mask, mz, torch.ones_like(mz), mz > 0, direction=direction,
+                                                reduction=reduction)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+        assert torch.all(loss == 0) and torch.all(grad == 0)
+        assert loss.shape == ((batch,) if reduction == "none" else ())
+
+
 def test_padded_peaks_holding_nan_do_not_reach_the_gradient():
     b = make_batch(2, 5, 6, dtype=torch.float64, seed=5, ragged=False)
     b.peak_mask[:, 4:] = False
