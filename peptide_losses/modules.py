@@ -63,12 +63,14 @@ class SpectrumMatchingLoss(_VocabularyLoss):
         backend: str = "auto",
         check_values: bool = True,
     ) -> None:
+        # Checked before tuple(): a string "by" would otherwise become ("b", "y").
+        check_options(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
+                      distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction)
         super().__init__(vocabulary, dict(
             ion_types=tuple(ion_types), charges=tuple(charges), direction=direction, distance=distance,
             distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction,
             backend=backend, check_values=check_values,
         ))
-        check_options(**{k: v for k, v in self.options.items() if k not in ("backend", "check_values")})
 
     def forward(self, logits, mz, intensity, mask=None, peak_mask=None, *, residue_masses=None):
         masses = self.masses if logits is not None else None
@@ -95,11 +97,11 @@ class PrecursorMassLoss(_VocabularyLoss):
         backend: str = "auto",
         check_values: bool = True,
     ) -> None:
+        check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
         super().__init__(vocabulary, dict(
             scale=scale, isotope_errors=tuple(isotope_errors), reduction=reduction,
             backend=backend, check_values=check_values,
         ))
-        check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
 
     def forward(self, logits, precursor_mz, charge, mask=None, *, residue_masses=None):
         masses = self.masses if logits is not None else None

@@ -86,40 +86,67 @@ def not_finite(t: torch.Tensor) -> torch.Tensor:
     return ~torch.isfinite(t)
 
 
+#: Default of :func:`check_options`' keywords: the caller has no such option. (None
+#: cannot serve: it is a valid distance_scale and a mistake to catch elsewhere.)
+_ABSENT = object()
+
+
+def _number(name: str, value, ok: Callable[[float], bool], expected: str) -> None:
+    """``value`` is a number passing ``ok``; TypeError / ValueError naming ``name`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
+    if not ok(number):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _integers(name: str, values, minimum: int, distinct: bool) -> None:
+    """``values`` is a non-empty sequence of integers >= minimum (distinct if asked)."""
+    expected = f"a non-empty sequence of {'distinct ' if distinct else ''}integers >= {minimum}"
+    try:
+        items = None if isinstance(values, str) else list(values)
+        ok = bool(items) and all(int(v) == v and v >= minimum for v in items)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {expected}, got {values!r}") from None
+    if not ok or (distinct and len(set(items)) != len(items)):
+        raise ValueError(f"{name} must be {expected}, got {values!r}")
+
+
 def check_options(
     *,
-    ion_types: Sequence[str] | None = None,
-    charges: Sequence[int] | None = None,
-    direction: str | None = None,
-    distance: str | None = None,
-    distance_scale: float | None = None,
-    intensity_power: float | None = None,
+    ion_types: Sequence[str] = _ABSENT,
+    charges: Sequence[int] = _ABSENT,
+    direction: str = _ABSENT,
+    distance: str = _ABSENT,
+    distance_scale: float | None = _ABSENT,
+    intensity_power: float = _ABSENT,
     reduction: str,
-    scale: float | None = None,
-    isotope_errors: Sequence[int] | None = None,
+    scale: float = _ABSENT,
+    isotope_errors: Sequence[int] = _ABSENT,
 ) -> None:
-    """Option values are in range; messages name the option."""
-    if ion_types is not None:
-        if isinstance(ion_types, str) or len(ion_types) == 0:
-            raise ValueError(f"ion_types must be a non-empty sequence of {ION_TYPES}, got {ion_types!r}")
-        bad = [t for t in ion_types if t not in ION_TYPES]
-        if bad or len(set(ion_types)) != len(ion_types):
-            raise ValueError(f"ion_types must be distinct members of {ION_TYPES}, got {tuple(ion_types)}")
-    if charges is not None:
-        if len(charges) == 0 or any(int(z) != z or z < 1 for z in charges) or len(set(charges)) != len(charges):
-            raise ValueError(f"charges must be distinct integers >= 1, got {tuple(charges)}")
-    if direction is not None and direction not in DIRECTIONS:
+    """Option values are in range; messages name the option. Options not passed are not checked."""
+    if ion_types is not _ABSENT:
+        expected = f"a non-empty sequence of distinct members of {ION_TYPES}"
+        try:
+            items = None if isinstance(ion_types, str) else list(ion_types)
+        except TypeError:
+            raise TypeError(f"ion_types must be {expected}, got {ion_types!r}") from None
+        if not items or any(t not in ION_TYPES for t in items) or len(set(items)) != len(items):
+            raise ValueError(f"ion_types must be {expected}, got {ion_types!r}")
+    if charges is not _ABSENT:
+        _integers("charges", charges, 1, distinct=True)
+    if direction is not _ABSENT and direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    if distance is not None and distance not in DISTANCES:
+    if distance is not _ABSENT and distance not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
-    if distance_scale is not None and not (float(distance_scale) > 0 and float(distance_scale) < float("inf")):
-        raise ValueError(f"distance_scale must be None or a finite number > 0, got {distance_scale!r}")
-    if intensity_power is not None and not (0 <= float(intensity_power) < float("inf")):
-        raise ValueError(f"intensity_power must be a finite number >= 0, got {intensity_power!r}")
+    if distance_scale is not _ABSENT and distance_scale is not None:
+        _number("distance_scale", distance_scale, lambda x: 0 < x < float("inf"), "None or a finite number > 0")
+    if intensity_power is not _ABSENT:
+        _number("intensity_power", intensity_power, lambda x: 0 <= x < float("inf"), "a finite number >= 0")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if scale is not None and not (float(scale) > 0 and float(scale) < float("inf")):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    if isotope_errors is not None:
-        if len(isotope_errors) == 0 or any(int(k) != k or k < 0 for k in isotope_errors):
-            raise ValueError(f"isotope_errors must be a non-empty sequence of integers >= 0, got {tuple(isotope_errors)}")
+    if scale is not _ABSENT:
+        _number("scale", scale, lambda x: 0 < x < float("inf"), "a finite number > 0")
+    if isotope_errors is not _ABSENT:
+        _integers("isotope_errors", isotope_errors, 0, distinct=False)
