@@ -1,0 +1,211 @@
+"""The benchmark harness's logic on the CPU: grids, roofline arithmetic, CSV/Markdown, a smoke run.
+
+No timing is checked here (the CPU's numbers mean nothing); what is checked is
+what the harness computes and writes.
+"""
+
+import math
+
+import pytest
+import torch
+
+from benchmarks import goals, grid, measure, report, roofline, run
+from benchmarks.grid import Case, precursor_case, spectrum_case
+from benchmarks.timing import TimingSettings, summarize, time_step
+
+CASE_AXES = ("batch", "length", "n_peaks", "ion_types", "charges", "dtype")
+
+
+def differing_axes(a: Case, b: Case) -> list[str]:
+    return [axis for axis in CASE_AXES if getattr(a, axis) != getattr(b, axis)]
+
+
+# ---------------------------------------------------------------- grids
+def test_sweep_varies_one_factor_and_covers_every_axis_value():
+    sweep = grid.grid_cases("sweep")
+    assert len(sweep) == len(set(sweep))
+    assert set(grid.HEADLINE) <= set(sweep)
+    for case in set(sweep) - set(grid.HEADLINE):
+        assert len(differing_axes(case, grid.CENTERS[case.loss])) <= 1, case
+    for loss, axes in grid.AXES.items():
+        for axis, values in axes.items():
+            seen = {getattr(c, axis) for c in sweep if c.loss == loss}
+            assert set(values) <= seen, (loss, axis)
+
+
+def test_full_grid_is_the_cross_product_and_contains_the_sweep():
+    full = grid.grid_cases("full")
+    expected = sum(math.prod(len(v) for v in axes.values()) for axes in grid.AXES.values())
+    assert len(full) == len(set(full)) == expected
+    assert set(grid.grid_cases("sweep")) <= set(full)
+
+
+def test_headline_holds_the_goal_points_in_both_dtypes():
+    headline = set(grid.grid_cases("headline"))
+    for dtype in ("fp32", "bf16"):
+        assert spectrum_case(1024, 32, 512, dtype) in headline
+        assert spectrum_case(1024, 64, 2048, dtype) in headline
+        assert precursor_case(4096, 32, dtype) in headline
+        assert precursor_case(16384, 32, dtype) in headline
+    assert all(c.ion_types in ((), ("b", "y")) and c.charges in ((), (1, 2)) for c in headline)
+
+
+def test_select_filters_by_loss_dtype_and_batch():
+    cases = grid.grid_cases("sweep")
+    chosen = grid.select(cases, losses=["precursor"], dtypes=["bf16"], max_batch=4096)
+    assert chosen and all(c.loss == "precursor" and c.dtype == "bf16" and c.batch <= 4096 for c in chosen)
+    assert set(chosen) == {c for c in cases if c.loss == "precursor" and c.dtype == "bf16" and c.batch <= 4096}
+    with pytest.raises(ValueError, match="loss"):
+        grid.select(cases, losses=["nope"])
+    with pytest.raises(ValueError, match="grid"):
+        grid.grid_cases("nope")
+
+
+def test_n_ions_counts_series_charges_and_positions():
+    assert spectrum_case(2, 7, 5, ion_types=grid.ALL_IONS, charges=(1, 2, 3)).n_ions == 6 * 3 * 7
+    assert precursor_case(2, 7).n_ions == 0
+
+
+# ---------------------------------------------------------------- roofline
+def test_floor_bytes_count_each_input_once_and_the_gradient():
+    b, l, n, v = 2, 3, 5, grid.VOCAB_SIZE
+    for dtype, item in (("fp32", 4), ("bf16", 2)):
+        case = spectrum_case(b, l, n, dtype)
+        logits = b * l * v * item
+        inputs = logits + b * l * 1 + v * 8 + b * n * (4 + 4 + 1)
+        assert roofline.floor_bytes(case, "forward") == inputs
+        assert roofline.floor_bytes(case, "fwd+bwd") == inputs + logits
+        assert roofline.floor_bytes(case, "backward") == logits + b * l + v * 8 + logits
+    prec = precursor_case(b, l)
+    assert roofline.floor_bytes(prec, "forward") == b * l * v * 4 + b * l + v * 8 + b * (8 + 8)
+
+
+def test_floor_ops_are_pair_work_of_the_spectrum_search_only():
+    case = spectrum_case(2, 3, 5)  # b/y, charges 1-2: M = 2 * 2 * 3
+    pairs = 2 * 5 * 12
+    assert roofline.floor_ops(case, "forward") == pairs * roofline.OPS_PER_PAIR
+    assert roofline.floor_ops(case, "fwd+bwd") == 2 * pairs * roofline.OPS_PER_PAIR
+    assert roofline.floor_ops(precursor_case(2, 3), "fwd+bwd") == 0
+    with pytest.raises(ValueError, match="mode"):
+        roofline.floor_ops(case, "sideways")
+
+
+def test_floor_seconds_is_the_slower_of_bytes_and_ops():
+    case = spectrum_case(2, 3, 5)
+    nbytes, ops = roofline.floor_bytes(case, "forward"), roofline.floor_ops(case, "forward")
+    memory_bound = roofline.DeviceRates(copy_bytes_per_s=1.0, fp32_ops_per_s=1e30, fp32_method="test")
+    compute_bound = roofline.DeviceRates(copy_bytes_per_s=1e30, fp32_ops_per_s=1.0, fp32_method="test")
+    assert roofline.floor_seconds(case, "forward", memory_bound) == nbytes
+    assert roofline.floor_seconds(case, "forward", compute_bound) == ops
+
+
+def test_measured_rates_on_the_cpu_are_positive():
+    rates = roofline.measure_rates(torch.device("cpu"))
+    assert rates.copy_bytes_per_s > 0 and rates.fp32_ops_per_s > 0
+
+
+# ---------------------------------------------------------------- timing logic
+def test_summarize_gives_median_and_quantiles():
+    timing = summarize([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (timing.median_ms, timing.iters) == (3.0, 5)
+    assert 1.0 <= timing.p20_ms <= timing.median_ms <= timing.p80_ms <= 5.0
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_iterations_are_clamped():
+    settings = TimingSettings(warmup=1, min_iters=3, max_iters=7, target_seconds=1.0)
+    assert settings.iterations(10.0) == 3
+    assert settings.iterations(1e-6) == 7
+    assert settings.iterations(0.2) == 5
+
+
+def test_time_step_rotates_inputs_and_times_each_call():
+    settings = TimingSettings(warmup=2, min_iters=4, max_iters=4)
+    prepared, timed = [], []
+    timing = time_step(lambda i: prepared.append(i) or i, timed.append, torch.device("cpu"), settings)
+    assert prepared == [0, 1, 0, 1, 2, 3]  # warm-up, then timed calls
+    assert timed == prepared and timing.iters == 4
+
+
+# ---------------------------------------------------------------- failures
+def test_failures_become_statuses():
+    assert measure.failure_status(torch.OutOfMemoryError("CUDA out of memory. Tried")).startswith("skipped: out of memory")
+    assert measure.failure_status(ModuleNotFoundError("No module named 'x'")) == "not run: No module named 'x'"
+    assert measure.failure_status(ValueError("bad\nsecond line")) == "failed: ValueError: bad"
+
+
+def test_an_implementation_that_raises_is_recorded_and_the_others_run(monkeypatch):
+    def broken(impl, case, sets):
+        if impl == "triton":
+            return lambda batch: (_ for _ in ()).throw(RuntimeError("kernel exploded"))
+        return original(impl, case, sets)
+
+    original = measure.implementations.build
+    monkeypatch.setattr(measure.implementations, "build", broken)
+    case = precursor_case(2, 4)
+    sets = measure.input_sets(case, torch.device("cpu"))
+    rates = roofline.DeviceRates(1e9, 1e9, "test")
+    settings = TimingSettings(warmup=1, min_iters=1, max_iters=1)
+    bad = measure.measure("triton", case, sets, rates, settings, None)
+    good = measure.measure("eager", case, sets, rates, settings, None)
+    assert [r["status"] for r in bad] == ["failed: RuntimeError: kernel exploded"] * 3
+    assert [r["status"] for r in good] == ["ok"] * 3 and all(r["ms"] > 0 for r in good)
+
+
+# ---------------------------------------------------------------- CSV and Markdown
+def _row(impl, status="ok", ms=None, case=spectrum_case(1024, 32, 512)):
+    """A fwd+bwd result row as measure() writes it (no timing when not ok)."""
+    timing = {"ms": ms, "peak_extra_mib": 8.0, "vs_floor": ms / 0.01} if ms is not None else {}
+    return {**measure.case_fields(case), "impl": impl, "mode": "fwd+bwd", "status": status,
+            "floor_ms": 0.01, "device": "Test GPU", **timing}
+
+
+def test_csv_round_trip_and_merge_replaces_same_key(tmp_path):
+    path = tmp_path / "results.csv"
+    report.write_csv(path, [_row("triton", ms=1.0), _row("eager", ms=3.0)])
+    old = report.read_csv(path)
+    assert list(old[0]) == list(report.COLUMNS)
+    merged = report.merge(old, [_row("triton", ms=0.5), _row("compile", ms=2.0)])
+    assert sorted((r["impl"], float(r["ms"])) for r in merged) == [("compile", 2.0), ("eager", 3.0), ("triton", 0.5)]
+
+
+def test_markdown_tables_statuses_and_reasons(tmp_path):
+    rows = [_row("triton", ms=0.05), _row("eager", ms=2.5),
+            _row("compile", status="skipped: out of memory (CUDA out of memory)")]
+    report.write_csv(tmp_path / "r.csv", rows)
+    text = report.markdown(report.read_csv(tmp_path / "r.csv"), ["a note"], ["spectrum_vs_B.png"])
+    line = next(l for l in text.splitlines() if l.startswith("| 1024 | 32 | 512 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[6:9] == ["0.05", "2.5", "OOM"]  # triton, eager, compile ms
+    assert "50.00" in cells  # eager / triton speed-up
+    assert "- a note" in text and "![spectrum_vs_B.png](spectrum_vs_B.png)" in text
+    assert "compile, 3 rows" not in text and "- compile, 1 rows: skipped: out of memory" in text
+
+
+def test_goals_met_missed_and_not_measured():
+    fast = [_row("triton", ms=0.05), _row("compile", ms=1.0)]
+    slow = [_row("triton", ms=0.5), _row("compile", ms=0.4)]
+    verdict = {v.goal: v.outcome for v in goals.check([{k: str(x) for k, x in r.items()} for r in fast])}
+    assert verdict["spectrum B=1024 L=32 N=512: <= 0.10 ms (fp32)"] == "met"
+    assert verdict["spectrum: triton faster than torch.compile at every grid point (fwd+bwd)"] == "met"
+    assert verdict["precursor B=4096 L=32: <= 0.05 ms"] == "not measured"
+    verdict = {v.goal: v.outcome for v in goals.check([{k: str(x) for k, x in r.items()} for r in slow])}
+    assert verdict["spectrum B=1024 L=32 N=512: <= 0.10 ms (fp32)"] == "missed"
+    assert verdict["spectrum: triton faster than torch.compile at every grid point (fwd+bwd)"] == "missed"
+
+
+# ---------------------------------------------------------------- the whole pipeline
+def test_smoke_run_writes_csv_markdown_and_plots_then_resumes(tmp_path):
+    argv = ["--device", "cpu", "--grid", "smoke", "--loss", "precursor", "--impl", "eager",
+            "--dtype", "fp32", "--no-end-to-end", "--results", str(tmp_path)]
+    folder = run.main(argv)
+    rows = report.read_csv(folder / "results.csv")
+    cases = grid.select(grid.grid_cases("smoke"), losses=["precursor"], dtypes=["fp32"])
+    assert {(r["B"], r["L"], r["mode"]) for r in rows} == {
+        (str(c.batch), str(c.length), m) for c in cases for m in roofline.MODES}
+    assert all(r["status"] == "ok" and float(r["ms"]) > 0 and r["torch"] == torch.__version__ for r in rows)
+    assert "## Precursor mass loss: fwd+bwd" in (folder / "results.md").read_text()
+    for name in ("precursor_vs_B.png", "precursor_vs_L.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert run.plan(run.parse_args([*argv, "--resume"])) == []
