@@ -228,6 +228,29 @@ def test_check_values_false_skips_only_the_value_checks():
         _call(peptide_losses.spectrum_matching_loss, dict(args, logits=args["logits"][0], check_values=False))
 
 
+def test_triton_backend_where_it_cannot_run_is_an_error(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match=named("backend")):
+        _call(peptide_losses.spectrum_matching_loss, dict(spectrum_args(), backend="triton"))
+    with pytest.raises(ValueError, match=named("backend")):
+        _call(peptide_losses.precursor_mass_loss, dict(precursor_args(), backend="triton"))
+
+
+@pytest.mark.parametrize("dtype, expected", [(torch.bfloat16, torch.float32), (torch.float16, torch.float32),
+                                             (torch.float32, torch.float32), (torch.float64, torch.float64)])
+def test_output_dtype_and_shapes(dtype, expected):
+    args = spectrum_args()
+    args["logits"] = args["logits"].to(dtype)
+    assert _call(peptide_losses.spectrum_matching_loss, args).dtype == expected
+    none = _call(peptide_losses.spectrum_matching_loss, dict(args, reduction="none"))
+    assert none.shape == (2,) and none.dtype == expected
+    p_args = dict(precursor_args(), logits=args["logits"].detach().requires_grad_())
+    assert _call(peptide_losses.precursor_mass_loss, p_args).shape == ()
+    p_args.pop("backend")
+    ppm = _call(peptide_losses.precursor_ppm, p_args)
+    assert ppm.shape == (2,) and ppm.dtype == expected and not ppm.requires_grad and torch.all(ppm >= 0)
+
+
 # ------------------------------------------------------------------ modules
 SPECTRUM_OPTIONS = dict(direction="both", distance="ppm", distance_scale=20.0, intensity_power=0.5,
                         ion_types=("b", "y", "a"), charges=(1, 2, 3), reduction="none")
