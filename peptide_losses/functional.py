@@ -117,7 +117,7 @@ def spectrum_matching_loss(
     """
     checks: list = []
     batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
-    check_float("mz", mz, 2)
+    check_float("mz", mz, 2, mz=True)
     n_peaks = mz.shape[1]
     check_shape("mz", mz, (batch, n_peaks), "(B, N)")
     check_float("intensity", intensity, 2)
@@ -153,7 +153,7 @@ def _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge
     """Shared validation of the precursor entry points; returns (mask, masses)."""
     checks: list = []
     batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
-    check_float("precursor_mz", precursor_mz, 1)
+    check_float("precursor_mz", precursor_mz, 1, mz=True)
     check_shape("precursor_mz", precursor_mz, (batch,), "(B,)")
     if not isinstance(charge, torch.Tensor) or charge.dtype.is_floating_point or charge.dtype == torch.bool:
         raise TypeError(f"charge must be an integer torch.Tensor (B,), got {getattr(charge, 'dtype', type(charge))}")

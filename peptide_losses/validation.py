@@ -28,12 +28,19 @@ def value_checks_enabled(requested: bool) -> bool:
     return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
-def check_float(name: str, t: torch.Tensor, ndim: int) -> None:
-    """``t`` is a floating tensor of rank ``ndim``."""
+def check_float(name: str, t: torch.Tensor, ndim: int, *, mz: bool = False) -> None:
+    """``t`` is a floating tensor of rank ``ndim``.
+
+    ``mz=True``: an m/z tensor, which must be float32 or float64, because half
+    precision rounds m/z 1000 to the nearest 0.5 (fp16) or 4 (bf16), far
+    coarser than any fragment tolerance.
+    """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a floating tensor (fp16/bf16/fp32/fp64), got {t.dtype}")
+    if mz and t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64 (half precision loses m/z resolution), got {t.dtype}")
     if t.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
 

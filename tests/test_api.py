@@ -316,3 +316,12 @@ def test_module_rejects_logits_from_another_vocabulary():
 def test_modules_reject_bad_construction(make, error, argument):
     with pytest.raises(error, match=named(argument)):
         make()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_mz_is_rejected(dtype):
+    b = make_batch(2, 5, 7)
+    with pytest.raises(TypeError, match=r"\bmz\b.*float32 or float64"):
+        peptide_losses.spectrum_matching_loss(b.logits, b.mz.to(dtype), b.intensity, masses=b.masses, backend="reference")
+    with pytest.raises(TypeError, match=r"\bprecursor_mz\b.*float32 or float64"):
+        peptide_losses.precursor_mass_loss(b.logits, b.precursor_mz.to(dtype), b.charge, masses=b.masses, backend="reference")
