@@ -26,7 +26,7 @@ from peptide_losses.synthetic import LossBatch, make_batch
 from . import implementations
 from .grid import Case
 from .roofline import DeviceRates, floor_bytes, floor_ops, floor_seconds, input_bytes
-from .timing import L2Flush, TimingSettings, peak_extra_memory, time_step
+from .timing import L2Flush, Timing, TimingSettings, peak_extra_memory, time_step
 
 #: Inputs are rotated among copies whose total size is at least this (or 8 copies),
 #: so a call rarely finds its inputs in the L2 even before the flush.
@@ -78,11 +78,12 @@ def too_large(impl: str, case: Case, device: torch.device) -> str | None:
 
 
 def failure_status(exc: BaseException) -> str:
-    """One line: ``skipped: out of memory (...)``, ``not run: <missing import>`` or ``failed: <type>: <message>``."""
+    """One line: ``skipped: out of memory (...)``, ``not run: <why>`` (NotRun, a missing import)
+    or ``failed: <type>: <message>``."""
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower():
         return f"skipped: out of memory ({text})" if text else "skipped: out of memory"
-    if isinstance(exc, ImportError):
+    if isinstance(exc, (ImportError, implementations.NotRun)):
         return f"not run: {text}"
     return f"failed: {type(exc).__name__}: {text}"
 
@@ -93,6 +94,18 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def attempt(work: Callable[[], None], device: torch.device) -> str | None:
+    """Run ``work``; None if it succeeded, else its :func:`failure_status` (memory released)."""
+    try:
+        work()
+        return None
+    except Exception as exc:  # noqa: BLE001 - becomes the row's status, the grid goes on
+        failure = failure_status(exc)
+    # Outside the except block, whose traceback still holds the failed call's tensors.
+    release_memory(device)
+    return failure
+
+
 def case_fields(case: Case) -> dict:
     """The CSV fields that name a case."""
     spectrum = case.loss == "spectrum"
@@ -101,6 +114,11 @@ def case_fields(case: Case) -> dict:
         "N": case.n_peaks if spectrum else "", "M": case.n_ions if spectrum else "",
         "ions": "".join(case.ion_types), "charges": "-".join(map(str, case.charges)), "dtype": case.dtype,
     }
+
+
+def timing_fields(timing: Timing, peak_bytes: int | None) -> dict:
+    return {"ms": timing.median_ms, "ms_p20": timing.p20_ms, "ms_p80": timing.p80_ms, "iters": timing.iters,
+            "peak_extra_mib": "" if peak_bytes is None else peak_bytes / MIB}
 
 
 def roofline_fields(case: Case, mode: str, rates: DeviceRates, median_ms: float | None) -> dict:
@@ -118,34 +136,24 @@ def measure(
     """One row per mode of ``impl`` on ``case``: status, timing, memory, roofline."""
     device = sets[0].logits.device
     modes = implementations.MODES[impl]
-    status = too_large(impl, case, device)
-    loss_fn = None
-    if status is None:
-        try:
-            loss_fn = implementations.build(impl, case, sets)
-        except implementations.NotRun as exc:
-            status = f"not run: {exc}"
+    built = {}
+    status = too_large(impl, case, device) or attempt(
+        lambda: built.setdefault("loss_fn", implementations.build(impl, case, sets)), device)
+    loss_fn = built.get("loss_fn")
     rows = []
     for mode in modes:
         row = {**case_fields(case), "impl": impl, "mode": mode, "status": status or "ok"}
-        median_ms = None
         if loss_fn is not None:
-            failure = None
-            try:
+            def work():
                 prepare, timed = mode_step(mode, loss_fn, sets)
                 timing = time_step(prepare, timed, device, settings, flush)
                 peak = peak_extra_memory(prepare, timed, device)
-                median_ms = timing.median_ms
-                row.update(ms=timing.median_ms, ms_p20=timing.p20_ms, ms_p80=timing.p80_ms, iters=timing.iters,
-                           peak_extra_mib="" if peak is None else peak / MIB)
+                row.update(timing_fields(timing, peak))
                 if mode == "forward" and impl != "keops":
                     # With grad on, as timed: no_grad would make torch.compile recompile.
                     row["loss_value"] = float(loss_fn(sets[0]).detach())
-            except Exception as exc:  # noqa: BLE001 - recorded in the row, the grid goes on
-                failure = failure_status(exc)
-            if failure:  # outside the except block, whose traceback still holds the tensors
-                row["status"] = failure
-                release_memory(device)
-        row.update(roofline_fields(case, mode, rates, median_ms))
+
+            row["status"] = attempt(work, device) or "ok"
+        row.update(roofline_fields(case, mode, rates, row.get("ms")))
         rows.append(row)
     return rows

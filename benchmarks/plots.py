@@ -25,6 +25,7 @@ AXES = {"spectrum": ("B", "N", "L"), "precursor": ("B", "L")}
 AXIS_NAMES = {"B": "batch size B", "N": "observed peaks N", "L": "positions L"}
 STYLE = {"triton": ("tab:blue", "o"), "eager": ("tab:orange", "s"), "compile": ("tab:green", "^"),
          "keops": ("tab:purple", "D")}
+LABELS = {"keops": "keops (search only)"}
 PANELS = (("ms", "time per call (ms)"), ("peak_extra_mib", "peak extra memory (MiB)"))
 
 
@@ -54,7 +55,7 @@ def plot_axis(rows: list[dict], center: Case, axis: str, path: Path) -> bool:
                 xs, ys = _series([r for r in in_mode if r["impl"] == impl], axis, column)
                 if xs:
                     color, marker = STYLE[impl]
-                    ax.plot(xs, ys, marker=marker, color=color, label=impl)
+                    ax.plot(xs, ys, marker=marker, color=color, label=LABELS.get(impl, impl))
             if column == "ms":
                 xs, ys = _series(_one_per_case(in_mode, axis), axis, "floor_ms")
                 ax.plot(xs, ys, "k--", linewidth=1, label="roofline floor")

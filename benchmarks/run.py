@@ -19,8 +19,8 @@ import torch
 from tqdm import tqdm
 
 from . import end_to_end, grid, implementations, report
-from .environment import describe, slug
-from .measure import input_sets, measure, release_memory, failure_status, case_fields
+from .environment import describe, device_name, slug
+from .measure import case_fields, failure_status, input_sets, measure, release_memory
 from .plots import write_plots
 from .roofline import measure_rates
 from .timing import L2Flush, settings_for
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="start no new measurement after this many seconds (a compile can run ~1 min past it)")
     parser.add_argument("--end-to-end", action=argparse.BooleanOptionalAction, default=None,
                         help="also time one training step of the slim trainer (default: on for the headline grid)")
+    parser.add_argument("--train-batch", type=int, default=None,
+                        help=f"batch size of the end-to-end step (default {end_to_end.BATCH_SIZE}, 8 on CPU)")
     parser.add_argument("--resume", action="store_true", help="skip measurements already in results.csv")
     parser.add_argument("--results", type=Path, default=RESULTS_ROOT,
                         help="root folder; results go to <root>/<device-name>/ (default benchmarks/results)")
@@ -54,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.grid = args.grid or ("smoke" if args.device.type == "cpu" else "headline")
     args.impl = args.impl or (list(implementations.IMPLEMENTATIONS) if args.device.type == "cuda" else list(CPU_IMPLS))
+    args.train_batch = args.train_batch or (end_to_end.BATCH_SIZE if args.device.type == "cuda" else 8)
     if args.end_to_end is None:
         args.end_to_end = args.grid == "headline"
     return args
@@ -90,8 +93,6 @@ def _key(case: grid.Case, impl: str, mode: str) -> tuple[str, ...]:
 
 
 def results_folder(args) -> Path:
-    from .environment import device_name
-
     return args.results / slug(device_name(args.device))
 
 
@@ -142,6 +143,9 @@ class Session:
         del sets
         release_memory(self.args.device)
 
+    def _has_train_step(self) -> bool:
+        return any(r["loss"] == report.TRAIN_STEP for r in self.rows)
+
     def run(self, tasks: list[tuple[grid.Case, list[str]]]) -> None:
         total = sum(len(impls) for _, impls in tasks)
         done = 0
@@ -159,11 +163,12 @@ class Session:
                 if self.over_budget():
                     break
                 self.run_case(case, impls, progress)
-            if self.args.end_to_end:
+            if self.args.end_to_end and not (self.args.resume and self._has_train_step()):
                 if self.over_budget():
                     self.notes.append("the end-to-end training step was not run: time budget spent")
                 else:
-                    self.record(end_to_end.measure_train_step(self.args.device, self.settings, self.flush))
+                    self.record(end_to_end.measure_train_step(self.args.device, self.settings, self.flush,
+                                                              self.args.train_batch))
         except (KeyboardInterrupt, Interrupted):
             self.notes.append("interrupted: the results hold what was measured before the interruption")
         finally:

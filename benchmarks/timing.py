@@ -140,6 +140,7 @@ def time_step(
         timed(state)
         synchronize(device)
         seconds_per_call = time.perf_counter() - began
+        del state  # before the next prepare: two forward graphs alive at once could run out of memory
     watch = Stopwatch(device)
     for i in range(settings.iterations(seconds_per_call)):
         if flush is not None:
