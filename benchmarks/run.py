@@ -62,8 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Interrupted(Exception):
-    """SIGTERM (a time limit's kill): stop measuring, still write what we have."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (a time limit's kill): stop measuring, still write what we have.
+
+    A KeyboardInterrupt, so that the per-measurement ``except Exception`` does
+    not record it as a failure and go on."""
 
 
 def _raise_interrupted(signum, frame):
@@ -169,7 +172,7 @@ class Session:
                 else:
                     self.record(end_to_end.measure_train_step(self.args.device, self.settings, self.flush,
                                                               self.args.train_batch))
-        except (KeyboardInterrupt, Interrupted):
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as Interrupted
             self.notes.append("interrupted: the results hold what was measured before the interruption")
         finally:
             bar.close()
