@@ -1,0 +1,144 @@
+"""First timing of the fused precursor mass loss (issue 3): fwd+bwd at B=4096, L=32, V=28.
+
+Compares the Triton kernels with the eager reference and torch.compile(reference):
+median of CUDA-event timings (``triton.testing.do_bench``, L2 flushed before each
+call), rotating among input sets that together exceed the L2. Also times the
+kernels alone over a sweep of launch configurations, the same fwd+bwd replayed
+from a CUDA graph (device time without Python launch gaps), and checks that two
+runs are bitwise equal. The systematic benchmark is ``benchmarks/measure.py``.
+
+Run: ``python -m benchmarks.precursor_first_timing`` (needs a GPU).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import torch
+import triton
+from triton.testing import do_bench
+
+from peptide_losses import reference
+from peptide_losses.kernels.precursor import launch_config, precursor_backward, precursor_forward
+from peptide_losses.precursor_op import precursor_mass_loss_fused
+from peptide_losses.synthetic import make_batch
+
+BATCH, LENGTH, VOCAB = 4096, 32, 28
+INPUT_SETS = 8
+OPTIONS = dict(scale=100.0, isotope_errors=(0, 1), reduction="mean")
+
+
+def input_sets(dtype):
+    first = make_batch(BATCH, LENGTH, 1, vocab_size=VOCAB, dtype=dtype, device="cuda", seed=0)
+    return [replace(first, logits=first.logits.clone().requires_grad_(True)) for _ in range(INPUT_SETS)]
+
+
+def triton_loss(b):
+    return precursor_mass_loss_fused(b.logits, b.masses, None, b.mask, b.precursor_mz, b.charge, **OPTIONS)
+
+
+def eager_loss(logits, masses, mask, precursor_mz, charge):
+    masses_per_position = reference.expected_residue_masses(logits, masses)
+    return reference.precursor_mass_loss(masses_per_position, mask, precursor_mz, charge, **OPTIONS)
+
+
+def fwd_bwd(loss_fn, sets):
+    """A call of fwd+bwd on the next input set (rotating)."""
+    cycle = itertools.cycle(sets)
+
+    def step():
+        b = next(cycle)
+        return torch.autograd.grad(loss_fn(b), b.logits)[0]
+
+    return step
+
+
+def median_ms(fn):
+    return do_bench(fn, warmup=50, rep=400, return_mode="median")
+
+
+def graph_ms(loss_fn, sets):
+    """Device time per fwd+bwd, one CUDA graph replaying all input sets."""
+    step = fwd_bwd(loss_fn, sets)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(len(sets)):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(len(sets)):
+            step()
+    return do_bench(graph.replay, warmup=20, rep=200, return_mode="median") / len(sets)
+
+
+def kernels_only_ms(sets, config):
+    """Forward + backward launches alone (no autograd, no reduction), given launch config."""
+    cycle = itertools.cycle(sets)
+    grad_loss = torch.full((BATCH,), 1.0 / BATCH, device="cuda")
+
+    def step():
+        b = next(cycle)
+        out = precursor_forward(b.logits, b.masses, b.mask, b.precursor_mz, b.charge, scale=OPTIONS["scale"],
+                                isotope_errors=OPTIONS["isotope_errors"], config=config)
+        return precursor_backward(b.logits, b.masses, b.mask, grad_loss, out[1], config=config)
+
+    return median_ms(step)
+
+
+def bitwise_repeatable(sets):
+    b = sets[0]
+    runs = []
+    for _ in range(2):
+        loss = triton_loss(b)
+        runs.append((loss.detach(), torch.autograd.grad(loss, b.logits)[0]))
+    return torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def max_relative_error(sets):
+    b = sets[0]
+    loss = triton_loss(b)
+    grad = torch.autograd.grad(loss, b.logits)[0].float()
+    expected = eager_loss(b.logits, b.masses, b.mask, b.precursor_mz, b.charge)
+    expected_grad = torch.autograd.grad(expected, b.logits)[0].float()
+    return ((loss - expected).abs() / expected.abs()).item(), ((grad - expected_grad).norm() / expected_grad.norm()).item()
+
+
+def main() -> None:
+    device = torch.cuda.get_device_name()
+    print(f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; "
+          f"B={BATCH} L={LENGTH} V={VOCAB}; options {OPTIONS}; {INPUT_SETS} rotating input sets")
+    compiled = torch.compile(eager_loss, dynamic=False)
+    eager = lambda b: eager_loss(b.logits, b.masses, b.mask, b.precursor_mz, b.charge)  # noqa: E731
+    compiled_call = lambda b: compiled(b.logits, b.masses, b.mask, b.precursor_mz, b.charge)  # noqa: E731
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        sets = input_sets(dtype)
+        name = str(dtype).removeprefix("torch.")
+        value_err, grad_err = max_relative_error(sets)
+        print(f"[{name}] vs eager: value rel err {value_err:.2e}, grad rel norm err {grad_err:.2e}; "
+              f"bitwise repeatable: {bitwise_repeatable(sets)}")
+        for label, fn in (("triton", triton_loss), ("eager", eager), ("torch.compile", compiled_call)):
+            rows.append((name, label, "do_bench median", median_ms(fwd_bwd(fn, sets))))
+        # The eager reference builds a tensor from a Python list (a host copy), which graphs cannot capture.
+        rows.append((name, "triton", "CUDA graph replay", graph_ms(triton_loss, sets)))
+        default = launch_config(BATCH, LENGTH, VOCAB)
+        sweep = []
+        for tile, warps in itertools.product((1024, 2048, 4096, 8192), (1, 2, 4, 8)):
+            config = launch_config(BATCH, LENGTH, VOCAB, tile_elements=tile, num_warps=warps)
+            sweep.append((kernels_only_ms(sets, config), tile, warps, config["SPECTRA"]))
+        sweep.sort()
+        print(f"[{name}] kernels alone (fwd + bwd launches), default {default}: "
+              f"{kernels_only_ms(sets, default) * 1e3:.1f} us; best configs:")
+        for ms, tile, warps, spectra in sweep[:6]:
+            print(f"    {ms * 1e3:7.1f} us  tile_elements={tile} num_warps={warps} (SPECTRA={spectra})")
+        print(f"    worst: {sweep[-1][0] * 1e3:.1f} us  tile_elements={sweep[-1][1]} num_warps={sweep[-1][2]}")
+    print("\nfwd+bwd, ms (median):")
+    for name, label, how, ms in rows:
+        print(f"  {name:9s} {label:14s} {how:18s} {ms:8.4f}")
+
+
+if __name__ == "__main__":
+    main()
