@@ -1,0 +1,404 @@
+"""The fused spectrum matching kernel against the reference: values, gradients, ties, edge cases.
+
+Runs on CUDA when there is a GPU, else on CPU tensors under the Triton
+interpreter (tests/conftest.py). Tolerances, in relative (norm) error:
+
+- Residue masses on a 1/8 Da grid make every float32 sum exact, so the kernel's
+  fragment m/z equal the reference's bitwise on any device: exact ties and zero
+  distances occur, and values and gradients must agree within 1e-5.
+- float32 logits: 1e-5 as well where float32 rounding cannot matter. The
+  softmax's rounding cannot be mirrored, so the kernel's fragment m/z (from
+  float64 expected masses) and torch's may differ by a float32 ulp, ~1e-4 Da at
+  2000 Da. A miss of 1e-5 is then accepted within what that explains (see
+  :func:`check_agreement`): values within 2 such distance slacks per spectrum,
+  gradients with a distance_scale tau within 2 * slack / tau more (the slope
+  1 / (1 + d / tau) is what moves); without tau the slopes are signs, and the
+  peaks are drawn at least 0.01 Da from the ions so that no sign can flip.
+- float64: 1e-9.
+- bf16 / fp16 logits (the reference is fed the same logits and also computes
+  in float32): values as float32; gradients, rounded to the logits' dtype by
+  both, within that dtype's epsilon (2^-7 bf16, 2^-10 fp16).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import peptide_losses
+from peptide_losses import reference
+from peptide_losses.kernels import spectrum as spectrum_kernels
+from peptide_losses.synthetic import make_batch
+from peptide_losses.vocabulary import Vocabulary
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+ON_CUDA = DEVICE.type == "cuda"
+TAUS = {"da": 0.5, "ppm": 50.0}
+FP32_TOLERANCE = 1e-5
+FP64_TOLERANCE = 1e-9
+# Derandomized: the same examples on every run, so CI cannot flake on a rare draw.
+SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples: on the GPU each one compiles kernels afresh, so fewer there."""
+    return max(3, n // 2) if ON_CUDA else n
+
+
+@dataclass
+class Case:
+    """Inputs of one call: prediction (logits + masses, or residue masses), peaks, options."""
+
+    logits: torch.Tensor | None
+    masses: torch.Tensor | None
+    residue_masses: torch.Tensor | None
+    mask: torch.Tensor
+    mz: torch.Tensor
+    intensity: torch.Tensor
+    peak_mask: torch.Tensor
+    options: dict
+
+    @property
+    def prediction(self) -> torch.Tensor:
+        return self.logits if self.logits is not None else self.residue_masses
+
+
+
+@st.composite
+def loss_options(draw):
+    distance = draw(st.sampled_from(reference.DISTANCES))
+    return dict(
+        ion_types=tuple(draw(st.lists(st.sampled_from(reference.ION_TYPES), min_size=1, max_size=6, unique=True))),
+        charges=tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=3, unique=True))),
+        direction=draw(st.sampled_from(reference.DIRECTIONS)),
+        distance=distance,
+        distance_scale=draw(st.sampled_from([None, TAUS[distance]])),
+        intensity_power=draw(st.sampled_from([0.0, 1.0, 1.5])),
+        reduction=draw(st.sampled_from(reference.REDUCTIONS)),
+    )
+
+
+@dataclass(frozen=True)
+class Shape:
+    batch: int
+    length: int
+    n_peaks: int
+    vocab: int | None  # None: the default vocabulary
+    holes: bool  # masks with gaps, not only padding at the end
+    block_n: int  # peaks per kernel tile: small tiles put ties across tile borders
+    seed: int
+
+
+@st.composite
+def shapes(draw, max_batch=6, max_length=40, max_peaks=300):
+    return Shape(
+        batch=draw(st.integers(1, max_batch)),
+        length=draw(st.integers(1, max_length)),
+        n_peaks=draw(st.integers(0, max_peaks)),
+        vocab=draw(st.sampled_from([None, 2, 64])),
+        holes=draw(st.booleans()),
+        block_n=draw(st.sampled_from([16, spectrum_kernels.BLOCK_N])),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+def _rand(gen, *shape):
+    return torch.rand(*shape, generator=gen, dtype=torch.float64)
+
+
+def make_case(shape: Shape, options: dict, *, path: str, dtype: torch.dtype = torch.float32) -> Case:
+    """A random case on DEVICE; ``path`` is "logits" or "grid" (residue masses on a 1/8 Da grid).
+
+    Peaks are exact fragment m/z, near ones (0.01-0.06 Da off), midpoints of two
+    ions, duplicates of other peaks and noise; on the logits path only the tie-free
+    kinds (the kernel's expected masses round differently from torch's).
+    Padded peaks hold NaN m/z and inf intensity, padded positions a wild mass.
+    """
+    gen = torch.Generator().manual_seed(shape.seed)
+    batch, length, n_peaks = shape.batch, shape.length, shape.n_peaks
+    lengths = torch.randint(0, length + 1, (batch,), generator=gen)
+    short = _rand(gen, batch) < 0.3  # peptides of length 0, 1 and 2
+    lengths = torch.where(short, torch.randint(0, 3, (batch,), generator=gen).clamp_max(length), lengths)
+    mask = torch.arange(length)[None, :] < lengths[:, None]
+    if shape.holes:
+        mask &= _rand(gen, batch, length) < 0.8
+    if path == "grid":
+        # Zero and negative masses give duplicate ions and m/z below 1 (the ppm clamp).
+        residue = torch.randint(-160, 1601, (batch, length), generator=gen).double() / 8
+        residue = torch.where(_rand(gen, batch, length) < 0.1, 0.0, residue)
+        residue = torch.where(mask, residue, 1e4).to(dtype)
+        logits = masses = None
+        ion_masses = residue
+    else:
+        masses = Vocabulary.default().mass_tensor()
+        if shape.vocab is not None:
+            masses = torch.cat([torch.zeros(1, dtype=torch.float64), 50 + 150 * _rand(gen, shape.vocab - 1)])
+        logits = (3 * torch.randn(batch, length, masses.shape[0], generator=gen)).to(dtype)
+        residue = None
+        ion_masses = reference.expected_residue_masses(logits, masses)
+    ions, valid = reference.fragment_mz(ion_masses, mask, options["ion_types"], options["charges"])
+    ions = ions.double()
+
+    kinds = 5 if path == "grid" else 3  # 0 near, 1 noise, 2 duplicate, 3 exact, 4 midpoint
+    kind = torch.randint(0, kinds, (batch, n_peaks), generator=gen)
+    mz = 2500 * _rand(gen, batch, n_peaks)
+    if ions.shape[1] and n_peaks:
+        pick = torch.randint(0, ions.shape[1], (batch, n_peaks, 2), generator=gen)
+        picked = ions.gather(1, pick.flatten(1)).view(batch, n_peaks, 2)
+        usable = valid.gather(1, pick.flatten(1)).view(batch, n_peaks, 2).all(-1)
+        offset = (0.01 + 0.05 * _rand(gen, batch, n_peaks)) * torch.where(_rand(gen, batch, n_peaks) < 0.5, -1, 1)
+        mz = torch.where(usable & (kind == 0), picked[..., 0] + offset, mz)
+        mz = torch.where(usable & (kind == 3), picked[..., 0], mz)
+        mz = torch.where(usable & (kind == 4), picked.mean(-1), mz)
+    if n_peaks:
+        source = torch.randint(0, n_peaks, (batch, n_peaks), generator=gen)
+        mz = torch.where(kind == 2, mz.gather(1, source), mz)
+    counts = torch.randint(0, n_peaks + 1, (batch,), generator=gen)
+    peak_mask = torch.arange(n_peaks)[None, :] < counts[:, None]
+    if shape.holes:
+        peak_mask &= _rand(gen, batch, n_peaks) < 0.8
+    intensity = torch.where(_rand(gen, batch, n_peaks) < 0.2, 0.0, _rand(gen, batch, n_peaks))
+    intensity = torch.where(_rand(gen, batch, 1) < 0.15, 0.0, intensity)  # spectra of total weight 0
+    mz = torch.where(peak_mask, mz, float("nan")).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    intensity = torch.where(peak_mask, intensity, float("inf")).float()
+
+    def dev(t):
+        return None if t is None else t.to(DEVICE)
+
+    return Case(dev(logits), dev(masses), dev(residue), dev(mask), dev(mz), dev(intensity), dev(peak_mask), options)
+
+
+def run(case: Case, backend: str, upstream: torch.Tensor | None = None):
+    """(loss, d(upstream . loss)/d prediction) with fresh leaves; upstream: (B,) for reduction "none"."""
+    leaf = case.prediction.detach().clone().requires_grad_()
+    as_logits = case.logits is not None
+    loss = peptide_losses.spectrum_matching_loss(
+        leaf if as_logits else None, case.mz, case.intensity, masses=case.masses, mask=case.mask,
+        peak_mask=case.peak_mask, residue_masses=None if as_logits else leaf, backend=backend, **case.options,
+    )
+    weights = torch.ones_like(loss) if upstream is None or loss.ndim == 0 else upstream.to(loss.dtype)
+    (grad,) = torch.autograd.grad(loss, leaf, grad_outputs=weights)
+    assert torch.isfinite(loss).all() and torch.isfinite(grad).all(), backend
+    return loss.detach(), grad
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| (||a - b|| where b is 0), in float64."""
+    a, b = a.double(), b.double()
+    scale = b.norm().item()
+    return (a - b).norm().item() / (scale if scale > 0 else 1.0)
+
+
+def upstream_for(case: Case) -> torch.Tensor:
+    """A fixed uneven upstream gradient for per-spectrum losses."""
+    return torch.linspace(0.5, 2.0, case.mask.shape[0], device=DEVICE)
+
+
+def rounding_slack(case: Case) -> float:
+    """How far (Da or ppm) float32 rounding alone may move a distance between kernel and reference.
+
+    Where their fragment m/z cannot be made bitwise equal (softmax rounding,
+    torch's CUDA cumsum) each may sit one float32 ulp off: 2 * eps * m/z in Da,
+    2 * eps * 1e6 in ppm, with the largest real peak m/z (peaks near ions matter).
+    """
+    eps = torch.finfo(torch.float32).eps
+    if case.options["distance"] == "ppm":
+        return 2 * eps * 1e6
+    real = case.mz[case.peak_mask]
+    return 2 * eps * (real.abs().max().item() if real.numel() else 1.0)
+
+
+def check_agreement(case: Case, got, want, tolerance: float, *, rounding: bool,
+                    grad_tolerance: float | None = None) -> None:
+    """(value, gradient) of the kernel against the reference's.
+
+    With ``rounding`` (fragment m/z equal only up to float32 rounding), a miss of
+    ``tolerance`` is accepted within what that rounding explains: the loss is a
+    mean of 1-Lipschitz functions of distances, so a value moves by at most
+    2 slacks per spectrum (both directions; per spectrum summed for "sum"), and a
+    distance_scale tau's slope 1 / (1 + d / tau) moves by at most slack / tau.
+    """
+    (value, grad), (want_value, want_grad) = got, want
+    assert value.dtype == want_value.dtype and value.shape == want_value.shape
+    assert grad.dtype == want_grad.dtype and grad.shape == want_grad.shape
+    slack = rounding_slack(case) if rounding else 0.0
+    error = relative_error(value, want_value)
+    spectra = case.mask.shape[0] if case.options["reduction"] == "sum" else 1
+    off = (value.double() - want_value.double()).abs().max().item() if value.numel() else 0.0
+    assert error < tolerance or off <= 2 * slack * spectra, f"value: relative error {error:.3g}, {off:.3g} off"
+    tau = case.options["distance_scale"]
+    allowed = (grad_tolerance or tolerance) + (2 * slack / tau if tau is not None else 0.0)
+    error = relative_error(grad, want_grad)
+    assert error < allowed, f"gradient: relative error {error:.3g} >= {allowed:.3g}"
+
+
+def compare(case: Case, block_n: int, tolerance: float, **check) -> None:
+    """Kernel (tiles of ``block_n`` peaks) against the reference, values and gradients."""
+    upstream = upstream_for(case)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spectrum_kernels, "BLOCK_N", block_n)
+        got = run(case, "triton", upstream)
+    check_agreement(case, got, run(case, "reference", upstream), tolerance, **check)
+
+
+# ------------------------------------------------------------------ against the reference
+@settings(max_examples=examples(60), **SETTINGS)
+@given(shapes(), loss_options())
+def test_grid_residue_masses_match_the_reference_with_exact_ties(shape, options):
+    case = make_case(shape, options, path="grid")
+    compare(case, shape.block_n, FP32_TOLERANCE, rounding=False)
+
+
+@settings(max_examples=examples(40), **SETTINGS)
+@given(shapes(), loss_options())
+def test_float32_logits_match_the_reference(shape, options):
+    case = make_case(shape, options, path="logits")
+    compare(case, shape.block_n, FP32_TOLERANCE, rounding=True)
+
+
+@settings(max_examples=examples(16), **SETTINGS)
+@given(shapes(max_batch=4, max_length=24, max_peaks=150), loss_options(), st.sampled_from(["logits", "grid"]))
+def test_float64_matches_the_reference_tightly(shape, options, path):
+    case = make_case(shape, options, path=path, dtype=torch.float64)
+    compare(case, shape.block_n, FP64_TOLERANCE, rounding=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@settings(max_examples=examples(8), **SETTINGS)
+@given(shape=shapes(max_batch=4, max_length=24, max_peaks=150), options=loss_options())
+def test_half_precision_logits(dtype, shape, options):
+    case = make_case(shape, options, path="logits", dtype=dtype)
+    compare(case, shape.block_n, FP32_TOLERANCE, rounding=True, grad_tolerance=torch.finfo(dtype).eps)
+
+
+# ------------------------------------------------------------------ edge cases
+def _small_case(options, **edits):
+    b = make_batch(3, 7, 20, seed=3, device=DEVICE)
+    fields = dict(logits=b.logits, masses=b.masses, residue_masses=None, mask=b.mask, mz=b.mz,
+                  intensity=b.intensity, peak_mask=b.peak_mask)
+    fields.update(edits)
+    return Case(options=dict(dict(ion_types=("b", "y"), charges=(1, 2), direction="both", distance="da",
+                                  distance_scale=None, intensity_power=1.0, reduction="mean"), **options), **fields)
+
+
+@pytest.mark.parametrize("reduction", reference.REDUCTIONS)
+@pytest.mark.parametrize("direction", reference.DIRECTIONS)
+@pytest.mark.parametrize("empty", ["no positions", "no peaks", "zero weight", "no peak columns"])
+def test_empty_spectra_give_zero_loss_and_zero_gradient(empty, direction, reduction):
+    base = _small_case({})
+    edits = {
+        "no positions": dict(mask=torch.zeros_like(base.mask)),
+        "no peaks": dict(peak_mask=torch.zeros_like(base.peak_mask)),
+        "zero weight": dict(intensity=torch.zeros_like(base.intensity)),
+        "no peak columns": dict(mz=base.mz[:, :0], intensity=base.intensity[:, :0], peak_mask=base.peak_mask[:, :0]),
+    }[empty]
+    case = replace(base, options=dict(base.options, direction=direction, reduction=reduction), **edits)
+    loss, grad = run(case, "triton", upstream_for(case))
+    assert torch.equal(loss, torch.zeros_like(loss))
+    assert torch.equal(grad, torch.zeros_like(grad))
+    if empty != "no peak columns":  # the reference cannot search an empty peak axis
+        assert torch.equal(run(case, "reference", upstream_for(case))[0], loss)
+
+
+def test_empty_batch():
+    base = _small_case({})
+    case = replace(base, **{name: getattr(base, name)[:0] for name in
+                            ("logits", "mask", "mz", "intensity", "peak_mask")})
+    loss, grad = run(case, "triton")
+    assert loss.item() == 0.0 and grad.shape == case.logits.shape
+
+
+def test_ties_go_to_the_lowest_ion_and_exact_hits_have_no_gradient():
+    # Positions 1 and 2 have mass 0: b2 = b3 and y2 = y3 are the same m/z; the
+    # observed tie must pick slot 1 (lower index), as torch.argmin does. A peak
+    # exactly on b1 has distance 0 and no gradient.
+    residue = torch.tensor([[100.0, 0.0, 0.0, 150.0, 125.0]], device=DEVICE)
+    mask = torch.ones_like(residue, dtype=torch.bool)
+    ions, _ = reference.fragment_mz(residue, mask, ("b",), (1,))
+    mz = torch.stack([ions[0, 0], ions[0, 1] + 0.25, ions[0, 3] - 0.5])[None]  # ions 0, 1 and 2 are equal
+    case = Case(None, None, residue, mask, mz, torch.ones_like(mz), torch.ones_like(mz, dtype=torch.bool),
+                dict(ion_types=("b",), charges=(1,), direction="observed", distance="da", distance_scale=None,
+                     intensity_power=1.0, reduction="sum"))
+    loss, grad = run(case, "triton")
+    assert loss.item() == pytest.approx((0.25 + 0.5) / 3, rel=1e-4)
+    # d/dm of (|o_1 - t_j| + |o_2 - t_3|) / 3: the tie at o_1 goes to slot 0 (P_0 = m_0),
+    # pulling m_0 by -1/3; o_2 < t_3 pushes m_0..m_3 by +1/3; the exact hit adds nothing.
+    # Slot 1 or 2 winning the tie would also move m_1 or m_2.
+    expected = torch.tensor([[0.0, 1 / 3, 1 / 3, 1 / 3, 0.0]], device=DEVICE)
+    assert torch.allclose(grad, expected, rtol=0, atol=1e-6)
+    assert relative_error(grad, run(case, "reference")[1]) < 1e-6
+
+
+def test_non_contiguous_inputs():
+    b = make_batch(4, 9, 70, seed=5, device=DEVICE)
+    wide = lambda t: torch.stack([t, t], dim=-1).select(-1, 0)  # noqa: E731  stride 2 on the last axis
+    case = _small_case(dict(direction="both", distance="ppm", distance_scale=TAUS["ppm"], reduction="none"),
+                       logits=b.logits.transpose(1, 2).contiguous().transpose(1, 2), masses=wide(b.masses),
+                       mask=wide(b.mask), mz=wide(b.mz), intensity=wide(b.intensity), peak_mask=wide(b.peak_mask))
+    assert not case.logits.is_contiguous() and not case.mz.is_contiguous() and not case.mask.is_contiguous()
+    contiguous = replace(case, **{name: getattr(case, name).contiguous() for name in
+                                  ("logits", "masses", "mask", "mz", "intensity", "peak_mask")})
+    got, want = run(case, "triton", upstream_for(case)), run(contiguous, "triton", upstream_for(case))
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    expected = run(case, "reference", upstream_for(case))
+    assert relative_error(got[0], expected[0]) < FP32_TOLERANCE
+
+
+def test_bitwise_deterministic_and_forward_only_equal():
+    b = make_batch(8, 12, 200, seed=7, device=DEVICE)
+    case = _small_case(dict(ion_types=reference.ION_TYPES, charges=(1, 2, 3), distance_scale=1.0),
+                       logits=b.logits, masses=b.masses, mask=b.mask, mz=b.mz, intensity=b.intensity,
+                       peak_mask=b.peak_mask)
+    first, second = run(case, "triton"), run(case, "triton")
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    with torch.no_grad():  # the kernel without its gradient part gives the same loss
+        forward_only = peptide_losses.spectrum_matching_loss(
+            case.logits, case.mz, case.intensity, masses=case.masses, mask=case.mask, peak_mask=case.peak_mask,
+            backend="triton", **case.options)
+    assert torch.equal(forward_only, first[0])
+
+
+def test_too_many_charges_is_a_clear_error():
+    case = _small_case(dict(charges=tuple(range(1, 10))))
+    with pytest.raises(ValueError, match="charges"):
+        run(case, "triton")
+
+
+# ------------------------------------------------------------------ realistic sizes (GPU only)
+def chunked_reference(case: Case, upstream: torch.Tensor, chunk: int):
+    """Per-spectrum reference losses and gradient, a few spectra at a time (the (B, N, M) tensors are huge)."""
+    losses, grads = [], []
+    for start in range(0, case.mask.shape[0], chunk):
+        part = slice(start, start + chunk)
+        sub = replace(case, **{name: getattr(case, name)[part] for name in
+                               ("logits", "mask", "mz", "intensity", "peak_mask")})
+        loss, grad = run(sub, "reference", upstream[part])
+        losses.append(loss)
+        grads.append(grad)
+    return torch.cat(losses), torch.cat(grads)
+
+
+@pytest.mark.skipif(not ON_CUDA, reason="realistic sizes need the GPU (the same maths runs above under the interpreter)")
+@pytest.mark.parametrize(
+    "length, n_peaks, vocab, direction, distance, tau, dtype",
+    [
+        (32, 512, 28, "observed", "da", None, torch.float32),
+        (64, 2048, 64, "both", "ppm", 50.0, torch.float32),
+        (128, 4096, 64, "theoretical", "da", 0.5, torch.float32),
+        (32, 4096, 28, "both", "da", None, torch.bfloat16),
+    ],
+)
+def test_realistic_sizes_match_the_reference(length, n_peaks, vocab, direction, distance, tau, dtype):
+    b = make_batch(1024, length, n_peaks, vocab_size=vocab, dtype=dtype, seed=11, device=DEVICE)
+    case = Case(b.logits, b.masses, None, b.mask, b.mz, b.intensity, b.peak_mask,
+                dict(ion_types=reference.ION_TYPES, charges=(1, 2, 3), direction=direction, distance=distance,
+                     distance_scale=tau, intensity_power=1.0, reduction="none"))
+    upstream = upstream_for(case)
+    want = chunked_reference(case, upstream, chunk=max(1, 2**27 // (n_peaks * 18 * length)))
+    grad_tolerance = None if dtype == torch.float32 else torch.finfo(dtype).eps
+    check_agreement(case, run(case, "triton", upstream), want, FP32_TOLERANCE, rounding=True,
+                    grad_tolerance=grad_tolerance)
