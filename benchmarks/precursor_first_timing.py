@@ -12,7 +12,11 @@ Run: ``python -m benchmarks.precursor_first_timing`` (needs a GPU).
 
 from __future__ import annotations
 
+import cProfile
 import itertools
+import os
+import pstats
+import time
 from dataclasses import replace
 
 import torch
@@ -55,26 +59,47 @@ def fwd_bwd(loss_fn, sets):
 
 
 def median_ms(fn):
-    return do_bench(fn, warmup=50, rep=400, return_mode="median")
+    return do_bench(fn, warmup=50, rep=300, return_mode="median")
 
 
-def graph_ms(loss_fn, sets):
-    """Device time per fwd+bwd, one CUDA graph replaying all input sets."""
-    step = fwd_bwd(loss_fn, sets)
+def graph_ms(step, calls):
+    """Device time per call of ``step``: one CUDA graph of ``calls`` calls (one per input set), replayed."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        for _ in range(len(sets)):
+        for _ in range(calls):
             step()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(len(sets)):
+        for _ in range(calls):
             step()
-    return do_bench(graph.replay, warmup=20, rep=200, return_mode="median") / len(sets)
+    return do_bench(graph.replay, warmup=20, rep=200, return_mode="median") / calls
 
 
-def kernels_only_ms(sets, config):
+def host_us(step, calls=200):
+    """Host time to issue one call (no synchronisation inside): above the device time, the host bounds."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        step()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def profile_host(step, calls=50):
+    """Where the host time of a call goes (cProfile, top entries by own time)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        step()
+    profiler.disable()
+    torch.cuda.synchronize()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(8)
+
+
+def kernels_only(sets, config):
     """Forward + backward launches alone (no autograd, no reduction), given launch config."""
     cycle = itertools.cycle(sets)
     grad_loss = torch.full((BATCH,), 1.0 / BATCH, device="cuda")
@@ -85,7 +110,7 @@ def kernels_only_ms(sets, config):
                                 isotope_errors=OPTIONS["isotope_errors"], config=config)
         return precursor_backward(b.logits, b.masses, b.mask, grad_loss, out[1], config=config)
 
-    return median_ms(step)
+    return step
 
 
 def bitwise_repeatable(sets):
@@ -109,7 +134,8 @@ def max_relative_error(sets):
 def main() -> None:
     device = torch.cuda.get_device_name()
     print(f"device: {device}; torch {torch.__version__}; triton {triton.__version__}; "
-          f"B={BATCH} L={LENGTH} V={VOCAB}; options {OPTIONS}; {INPUT_SETS} rotating input sets")
+          f"B={BATCH} L={LENGTH} V={VOCAB}; options {OPTIONS}; {INPUT_SETS} rotating input sets; "
+          f"CUDA_LAUNCH_BLOCKING={os.environ.get('CUDA_LAUNCH_BLOCKING')!r}")
     compiled = torch.compile(eager_loss, dynamic=False)
     eager = lambda b: eager_loss(b.logits, b.masses, b.mask, b.precursor_mz, b.charge)  # noqa: E731
     compiled_call = lambda b: compiled(b.logits, b.masses, b.mask, b.precursor_mz, b.charge)  # noqa: E731
@@ -120,24 +146,30 @@ def main() -> None:
         value_err, grad_err = max_relative_error(sets)
         print(f"[{name}] vs eager: value rel err {value_err:.2e}, grad rel norm err {grad_err:.2e}; "
               f"bitwise repeatable: {bitwise_repeatable(sets)}")
-        for label, fn in (("triton", triton_loss), ("eager", eager), ("torch.compile", compiled_call)):
-            rows.append((name, label, "do_bench median", median_ms(fwd_bwd(fn, sets))))
-        # The eager reference builds a tensor from a Python list (a host copy), which graphs cannot capture.
-        rows.append((name, "triton", "CUDA graph replay", graph_ms(triton_loss, sets)))
         default = launch_config(BATCH, LENGTH, VOCAB)
         sweep = []
-        for tile, warps in itertools.product((1024, 2048, 4096, 8192), (1, 2, 4, 8)):
+        for tile, warps in itertools.product((1024, 2048, 4096), (2, 4, 8)):
             config = launch_config(BATCH, LENGTH, VOCAB, tile_elements=tile, num_warps=warps)
-            sweep.append((kernels_only_ms(sets, config), tile, warps, config["SPECTRA"]))
+            sweep.append((graph_ms(kernels_only(sets, config), INPUT_SETS), tile, warps, config["SPECTRA"]))
         sweep.sort()
-        print(f"[{name}] kernels alone (fwd + bwd launches), default {default}: "
-              f"{kernels_only_ms(sets, default) * 1e3:.1f} us; best configs:")
-        for ms, tile, warps, spectra in sweep[:6]:
+        print(f"[{name}] fwd + bwd kernels alone, CUDA graph, default {default}: "
+              f"{graph_ms(kernels_only(sets, default), INPUT_SETS) * 1e3:.1f} us; fastest:")
+        for ms, tile, warps, spectra in sweep[:5]:
             print(f"    {ms * 1e3:7.1f} us  tile_elements={tile} num_warps={warps} (SPECTRA={spectra})")
-        print(f"    worst: {sweep[-1][0] * 1e3:.1f} us  tile_elements={sweep[-1][1]} num_warps={sweep[-1][2]}")
-    print("\nfwd+bwd, ms (median):")
-    for name, label, how, ms in rows:
-        print(f"  {name:9s} {label:14s} {how:18s} {ms:8.4f}")
+        print(f"    slowest: {sweep[-1][0] * 1e3:.1f} us  tile_elements={sweep[-1][1]} num_warps={sweep[-1][2]}")
+        step = fwd_bwd(triton_loss, sets)
+        small = torch.ones(16, device="cuda")
+        print(f"[{name}] host issue time per call: triton fwd+bwd {host_us(step):.1f} us, kernels alone "
+              f"{host_us(kernels_only(sets, default)):.1f} us, one tiny torch op {host_us(lambda: small + 1):.1f} us; "
+              f"triton fwd+bwd CUDA graph replay {graph_ms(step, INPUT_SETS) * 1e3:.1f} us/call")
+        if dtype == torch.float32:
+            profile_host(step)
+        for label, fn in (("triton", triton_loss), ("eager", eager), ("torch.compile", compiled_call)):
+            rows.append((name, label, median_ms(fwd_bwd(fn, sets))))
+            print(f"[{name}] {label} fwd+bwd do_bench median: {rows[-1][2]:.4f} ms")
+    print("\nfwd+bwd, do_bench median (L2 flushed, host launch gaps included), ms:")
+    for name, label, ms in rows:
+        print(f"  {name:9s} {label:14s} {ms:8.4f}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ _C13_C12 = tl.constexpr(C13_C12)
 
 #: Tile elements (SPECTRA * BLOCK_L * BLOCK_V) one program aims at: several
 #: spectra per program for short peptides, so programs are not too small.
-TILE_ELEMENTS = 4096
+TILE_ELEMENTS = 2048
 #: Largest tile of one spectrum (BLOCK_L * BLOCK_V) the kernels accept; beyond,
 #: registers spill so badly that the reference is the better choice.
 MAX_SPECTRUM_TILE = 2**16
@@ -74,6 +74,21 @@ def _tile_indices(B, L, SPECTRA: tl.constexpr, BLOCK_L: tl.constexpr):
 
 
 @triton.jit
+def _x_strides(stride_xb, stride_xl, stride_xv, L, V: tl.constexpr, X_CONTIGUOUS: tl.constexpr):
+    """Strides of x (B, L, V), or (B, L) with V = 1; for contiguous x, ones the compiler can see.
+
+    With V a compile-time constant, offsets of contiguous logits are provably
+    aligned to the largest power of 2 dividing V: loads and stores vectorize and
+    each thread holds several tokens of a row, so the per-row sums over V take
+    fewer cross-thread shuffles (which otherwise bound these kernels).
+    """
+    if X_CONTIGUOUS:
+        return L * V, V, 1
+    else:
+        return stride_xb, stride_xl, stride_xv
+
+
+@triton.jit
 def _active_positions(mask_ptr, stride_mb, stride_ml, b, l, in_bounds):
     """(SPECTRA, BLOCK_L) True at real, unmasked positions."""
     return tl.load(mask_ptr + b * stride_mb + l * stride_ml, mask=in_bounds, other=0) != 0
@@ -108,12 +123,14 @@ def _precursor_fwd_kernel(
     obs_ptr, stride_o,
     charge_ptr, stride_c,
     out_ptr,
-    B, L, V,
+    B, L,
+    V: tl.constexpr, X_CONTIGUOUS: tl.constexpr,
     SCALE: tl.constexpr, ISOTOPES: tl.constexpr, FROM_LOGITS: tl.constexpr, COMPUTE: tl.constexpr,
     SPECTRA: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     b, l, in_bounds = _tile_indices(B, L, SPECTRA, BLOCK_L)
     active = _active_positions(mask_ptr, stride_mb, stride_ml, b, l, in_bounds)
+    stride_xb, stride_xl, stride_xv = _x_strides(stride_xb, stride_xl, stride_xv, L, V, X_CONTIGUOUS)
     if FROM_LOGITS:
         _, _, mass = _softmax_expectation(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m,
                                           b, l, active, V, COMPUTE, BLOCK_V)
@@ -156,12 +173,14 @@ def _precursor_bwd_kernel(
     grad_loss_ptr, stride_g,
     dloss_dmass_ptr,
     grad_ptr,
-    B, L, V,
+    B, L,
+    V: tl.constexpr, X_CONTIGUOUS: tl.constexpr,
     FROM_LOGITS: tl.constexpr, COMPUTE: tl.constexpr,
     SPECTRA: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_V: tl.constexpr,
 ):
     b, l, in_bounds = _tile_indices(B, L, SPECTRA, BLOCK_L)
     active = _active_positions(mask_ptr, stride_mb, stride_ml, b, l, in_bounds)
+    stride_xb, stride_xl, stride_xv = _x_strides(stride_xb, stride_xl, stride_xv, L, V, X_CONTIGUOUS)
     s_ok = b < B
     coef = (tl.load(grad_loss_ptr + b * stride_g, mask=s_ok, other=0.0).to(COMPUTE)
             * tl.load(dloss_dmass_ptr + b, mask=s_ok, other=0.0))
@@ -171,7 +190,7 @@ def _precursor_bwd_kernel(
         grad = coef[:, :, None] * p * (m - mass[:, :, None])
         grad = tl.where(active[:, :, None], grad, 0.0)
         v = tl.arange(0, BLOCK_V)[None, None, :]
-        # The gradient is allocated contiguous: offsets ((b * L) + l) * V + v.
+        # The gradient is allocated contiguous.
         ptrs = grad_ptr + (b[:, :, None] * L + l[:, :, None]) * V + v
         tl.store(ptrs, grad.to(grad_ptr.dtype.element_ty), mask=in_bounds[:, :, None] & (v < V))
     else:
@@ -250,7 +269,7 @@ def precursor_forward(
             mask, mask.stride(0), mask.stride(1),
             precursor_mz, precursor_mz.stride(0),
             charge, charge.stride(0),
-            out, batch, length, vocab or 1,
+            out, batch, length, V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(),
             SCALE=float(scale), ISOTOPES=tuple(int(k) for k in isotope_errors),
             FROM_LOGITS=masses is not None, COMPUTE=_compute_dtype(x), num_warps=num_warps,
             enable_fp_fusion=False, **cfg,
@@ -285,7 +304,7 @@ def precursor_backward(
             mask, mask.stride(0), mask.stride(1),
             grad_loss, grad_loss.stride(0),
             dloss_dmass, grad,
-            batch, length, vocab or 1,
+            batch, length, V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(),
             FROM_LOGITS=masses is not None, COMPUTE=_compute_dtype(x), num_warps=num_warps,
             enable_fp_fusion=False, **cfg,
         )
