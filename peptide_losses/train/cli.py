@@ -1,0 +1,130 @@
+"""``python -m peptide_losses.train``: train, resume, or diagnose the loss scales.
+
+Examples::
+
+    python -m peptide_losses.train                          # CPU, simulated data, a few minutes
+    python -m peptide_losses.train --device cuda --steps 5000 --out runs/gpu
+    python -m peptide_losses.train --data spectra.mgf --val-data held_out.mgf
+    python -m peptide_losses.train --resume runs/gpu        # continue exactly
+    python -m peptide_losses.train --diagnose [--resume runs/gpu]
+    torchrun --nproc_per_node 4 -m peptide_losses.train --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .checkpoint import load_checkpoint, resolve_checkpoint
+from .config import config_from_dict, load_config, merge_settings
+
+log = logging.getLogger("peptide_losses.train")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m peptide_losses.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="JSON or TOML file; its settings replace the defaults (default_config.json)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: config's, 'cpu')")
+    p.add_argument("--steps", type=int, help="optimiser steps of the whole run (the schedule spans them)")
+    p.add_argument("--batch-size", type=int, help="spectra per step and process")
+    p.add_argument("--threads", type=int, dest="cpu_threads", help="torch CPU threads (default 1)")
+    p.add_argument("--seed", type=int, help="seed of the model, the data and the validation splits")
+    p.add_argument("--backend", choices=("auto", "triton", "reference"), help="implementation of the mass losses")
+    p.add_argument("--data", help="annotated MGF to train on instead of simulated spectra")
+    p.add_argument("--val-data", action="append", default=[], metavar="[NAME=]PATH.mgf",
+                   help="annotated MGF to validate on as well (repeatable)")
+    p.add_argument("--out", help="run folder (default runs/<date-time>, or the resumed run's folder)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="checkpoint file or run folder to continue exactly")
+    p.add_argument("--stop-after", type=int, metavar="STEP",
+                   help="stop with a checkpoint at this step (continue later with --resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--diagnose", action="store_true",
+                   help="print each loss, its weight and share of the total for the model and one batch, then exit")
+    return p
+
+
+def _overrides(args) -> dict:
+    out: dict = {}
+    for key, value in (("device", args.device), ("steps", args.steps), ("batch_size", args.batch_size),
+                       ("seed", args.seed), ("cpu_threads", args.cpu_threads), ("backend", args.backend),
+                       ("data", args.data)):
+        if value is not None:
+            out[key] = value
+    if args.no_progress:
+        out["logging"] = {"progress": False}
+    return out
+
+
+def _named_paths(values: list[str]) -> dict[str, str]:
+    named = {}
+    for value in values:
+        name, _, path = value.rpartition("=")
+        named[name or Path(path).stem] = path
+    return named
+
+
+def _config(args):
+    """The run's config: the checkpoint's when resuming (CLI options still apply), else defaults + file."""
+    if args.resume:
+        settings = load_checkpoint(args.resume)["config"]
+        if args.config:
+            raise ValueError("--config cannot change a resumed run; its settings come from the checkpoint")
+        return config_from_dict(merge_settings(settings, _overrides(args)))
+    return load_config(args.config, _overrides(args))
+
+
+def run_diagnosis(config, resume) -> str:
+    """The diagnosis text for the config's model (or the checkpoint's) on one training batch."""
+    from ..vocabulary import Vocabulary
+    from .data import training_data
+    from .diagnose import diagnose
+    from .schedule import Balancer
+    from .trainer import build
+
+    vocabulary = Vocabulary.default()
+    model, objective = build(config, vocabulary, config.device)
+    balancer, step = Balancer(config.balancing), 0
+    if resume:
+        state = load_checkpoint(resume, map_location=config.device)
+        model.load_state_dict(state["model"])
+        balancer.load_state_dict(state["balancer"])
+        step = state["step"]
+    batch = training_data(config, vocabulary).batch(step).to(config.device)
+    return diagnose(model, objective, batch, config, step=min(step, config.steps - 1), balancer=balancer).format()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _config(args)
+    if args.diagnose:
+        print(run_diagnosis(config, args.resume))
+        return 0
+    from .trainer import train
+
+    if args.out:
+        out = Path(args.out)
+    elif args.resume:
+        out = resolve_checkpoint(args.resume).parent
+    else:
+        out = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process writes the log file
+        handler = logging.FileHandler(out / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    log.info("run folder %s", out)
+    final = train(config, out, resume=args.resume, stop_after=args.stop_after,
+                  extra_validation=_named_paths(args.val_data))
+    for name in sorted(final):
+        log.info("%s = %.5g", name, final[name])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The trainer's settings: typed dataclasses filled from an editable JSON (or TOML) file.
+
+``default_config.json`` beside this module is the single source of defaults.
+A user file (``--config``) may hold any subset of it; its values replace the
+defaults key by key, and an unknown key or a value of the wrong kind is a
+``ValueError`` naming its dotted path (``losses.spectrum.distance_scale``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(__file__).with_name("default_config.json")
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of :class:`~peptide_losses.train.model.TinyRecursiveModel`."""
+
+    dim: int
+    heads: int
+    ff_dim: int
+    encoder_layers: int
+    cycles: int
+    inner_steps: int
+    dropout: float
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with linear warm-up then cosine decay to ``min_lr_fraction * lr``."""
+
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    min_lr_fraction: float
+    grad_clip: float
+
+
+@dataclass
+class SpectrumLossConfig:
+    """Options of :class:`peptide_losses.SpectrumMatchingLoss` (Da or ppm)."""
+
+    ion_types: list[str]
+    charges: list[int]
+    direction: str
+    distance: str
+    distance_scale: float | None
+    intensity_power: float
+
+
+@dataclass
+class PrecursorLossConfig:
+    """Options of :class:`peptide_losses.PrecursorMassLoss` (ppm)."""
+
+    scale: float
+    isotope_errors: list[int]
+
+
+@dataclass
+class LossesConfig:
+    spectrum: SpectrumLossConfig
+    precursor: PrecursorLossConfig
+
+
+@dataclass
+class ScheduleConfig:
+    """Staged weights: stage k of n covers the k-th n-th of the run."""
+
+    ce_weight: float
+    spectrum_weights: list[float]
+    precursor_weights: list[float]
+
+
+@dataclass
+class BalancingConfig:
+    """Adaptive balancing: nudge the mass-loss weights so each share stays in its band."""
+
+    enabled: bool
+    ce_band: list[float]
+    spectrum_band: list[float]
+    precursor_band: list[float]
+    rate: float
+    smoothing: float
+    max_factor: float
+
+
+@dataclass
+class SimulationSettings:
+    """How one split of simulated spectra is drawn (ranges are [low, high])."""
+
+    min_length: int
+    max_length: int
+    charge_weights: list[float]
+    noise_peaks: list[int]
+    missing_rate: list[float]
+    mz_jitter_ppm: float
+    precursor_jitter_ppm: float
+    isotope_error_rate: float
+    oxidation_rate: float
+    a_ion_rate: float
+    neutral_loss_rate: float
+
+
+@dataclass
+class SimulationConfig:
+    train: SimulationSettings
+    easy: SimulationSettings
+    hard: SimulationSettings
+    validation_peptide_fraction: float
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool
+    project: str
+    mode: str
+
+
+@dataclass
+class LoggingConfig:
+    every: int
+    validate_every: int
+    validation_size: int
+    progress: bool
+    tensorboard: bool
+    wandb: WandbConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in every checkpoint."""
+
+    seed: int
+    steps: int
+    batch_size: int
+    device: str
+    cpu_threads: int | None
+    backend: str
+    max_length: int
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    losses: LossesConfig
+    schedule: ScheduleConfig
+    balancing: BalancingConfig
+    simulation: SimulationConfig
+    logging: LoggingConfig
+    checkpoint_every: int
+    data: str | None = field(default=None)
+
+    # cpu_threads: torch intra-op threads while training on the CPU (None: torch's choice). One
+    # is the default because this model's small matrices gain little from more, and on a
+    # shared machine OpenMP threads that wait for each other make a step many times slower.
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        """Range checks that the types cannot express; returns self."""
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "max_length": self.max_length,
+                    "model.dim": self.model.dim, "model.heads": self.model.heads, "model.cycles": self.model.cycles,
+                    "model.inner_steps": self.model.inner_steps, "logging.every": self.logging.every,
+                    "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.model.dim % self.model.heads or self.model.dim % 2:
+            raise ValueError(f"model.dim ({self.model.dim}) must be even and a multiple of model.heads ({self.model.heads})")
+        stages = self.schedule
+        if not stages.spectrum_weights or len(stages.spectrum_weights) != len(stages.precursor_weights):
+            raise ValueError("schedule.spectrum_weights and schedule.precursor_weights must be non-empty and equally long")
+        if min([stages.ce_weight, *stages.spectrum_weights, *stages.precursor_weights]) < 0:
+            raise ValueError("schedule weights must be >= 0")
+        for name in ("ce_band", "spectrum_band", "precursor_band"):
+            low, high = getattr(self.balancing, name)
+            if not 0 <= low < high <= 1:
+                raise ValueError(f"balancing.{name} must be [low, high] with 0 <= low < high <= 1, got {[low, high]}")
+        if self.backend not in ("auto", "triton", "reference"):
+            raise ValueError(f"backend must be 'auto', 'triton' or 'reference', got {self.backend!r}")
+        for split in ("train", "easy", "hard"):
+            sim = getattr(self.simulation, split)
+            if not 2 <= sim.min_length <= sim.max_length <= self.max_length:
+                raise ValueError(
+                    f"simulation.{split}: need 2 <= min_length <= max_length <= max_length of the run ({self.max_length})"
+                )
+        return self
+
+
+def _convert(value, kind, path: str):
+    """``value`` as type ``kind`` (a dataclass, list[...], X | None, or a scalar)."""
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path} must be a table of settings, got {value!r}")
+        return _build(kind, value, f"{path}.")
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        return None if value is None else _convert(value, options[0], path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{path} must be a list, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, str, bool) and type(value) is kind:
+        return value
+    raise ValueError(f"{path} must be of type {kind.__name__}, got {value!r}")
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
+    values = {}
+    for name, f in fields.items():
+        path = f"{prefix}{name}"
+        if name in data:
+            values[name] = _convert(data[name], hints[name], path)
+        elif f.default is dataclasses.MISSING:
+            raise ValueError(f"missing setting {path}")
+    return cls(**values)
+
+
+def merge_settings(base: dict, override: dict) -> dict:
+    """``override`` replaces ``base`` key by key, recursing into tables."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge_settings(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def read_settings(path: str | Path) -> dict:
+    """The settings in a ``.json`` or ``.toml`` file, as a nested dict."""
+    path = Path(path)
+    if path.suffix == ".toml":
+        import tomllib
+
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    if path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    raise ValueError(f"config file must end in .json or .toml, got {path}")
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """The default settings, updated from ``path`` and then from ``overrides``."""
+    settings = read_settings(DEFAULT_CONFIG)
+    if path is not None:
+        settings = merge_settings(settings, read_settings(path))
+    if overrides:
+        settings = merge_settings(settings, overrides)
+    return config_from_dict(settings)
+
+
+def config_from_dict(settings: dict) -> TrainConfig:
+    """A validated :class:`TrainConfig` from complete nested settings (e.g. a checkpoint's)."""
+    return _build(TrainConfig, settings).validate()

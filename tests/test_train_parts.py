@@ -1,0 +1,244 @@
+"""The trainer's parts: config, simulation, metrics, schedule, objective, checkpoints."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import peptide_losses as pl
+from peptide_losses import Vocabulary
+from peptide_losses.constants import C13_C12
+from peptide_losses.spectra import Preprocessing, collate
+from peptide_losses.train.checkpoint import atomic_save
+from peptide_losses.train.config import load_config
+from peptide_losses.train.data import MGFTraining, SimulatedTraining
+from peptide_losses.train.metrics import aa_metrics, ppm_errors, residue_matches, token_metrics
+from peptide_losses.train.objective import Objective, shares
+from peptide_losses.train.schedule import Balancer, learning_rate, staged_weights
+from peptide_losses.train.simulate import SpectrumSimulator, split_peptides, tryptic_peptides
+
+VOCAB = Vocabulary.default()
+
+
+def config(**overrides):
+    return load_config(overrides={"backend": "reference", **overrides})
+
+
+# ------------------------------------------------------------------ config
+def test_config_rejects_unknown_keys_and_wrong_types_by_path(tmp_path):
+    with pytest.raises(ValueError, match=r"losses\.spectrum\.distance_scal\b"):
+        config(losses={"spectrum": {"distance_scal": 0.1}})
+    with pytest.raises(ValueError, match=r"model\.dim must be of type int"):
+        config(model={"dim": "big"})
+    with pytest.raises(ValueError, match="multiple of model.heads"):
+        config(model={"dim": 30, "heads": 4})
+    with pytest.raises(ValueError, match="equally long"):
+        config(schedule={"spectrum_weights": [0.1, 0.2]})
+    with pytest.raises(ValueError, match=r"\.json or \.toml"):
+        load_config(tmp_path / "settings.yaml")
+
+
+def test_config_file_overrides_only_what_it_names(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('steps = 77\n[losses.spectrum]\ndistance_scale = 0.05\n')
+    c = load_config(toml)
+    default = load_config()
+    assert c.steps == 77 and c.losses.spectrum.distance_scale == 0.05
+    assert c.losses.spectrum.charges == default.losses.spectrum.charges and c.model == default.model
+    plain_da = tmp_path / "plain.json"
+    plain_da.write_text(json.dumps({"losses": {"spectrum": {"distance_scale": None}}}))
+    assert load_config(plain_da).losses.spectrum.distance_scale is None
+
+
+def test_default_config_is_the_issue_schedule_and_discriminating_spectrum_loss():
+    c = load_config()
+    assert c.schedule.spectrum_weights == [0, .05, .08, .10, .12, .13, .14, .14, .15, .15]
+    assert c.schedule.precursor_weights == [0, .01, .02, .03, .04, .05, .06, .07, .08, .10]
+    assert c.schedule.ce_weight == 1.0
+    assert c.losses.spectrum.distance_scale == 0.02 and c.losses.spectrum.distance == "da"
+    assert c.losses.spectrum.direction == "observed" and c.losses.spectrum.charges == [1, 2]
+
+
+# ------------------------------------------------------------------ simulation
+def test_peptides_are_tryptic_and_validation_peptides_are_never_trained_on():
+    peptides = tryptic_peptides()
+    assert len(peptides) > 1000
+    assert all(7 <= len(p) <= 18 and set(p) <= set("GASPVTCLINDQKEMHFRYW") for p in peptides)
+    # All but protein C-termini end after K or R.
+    assert np.mean([p[-1] in "KR" for p in peptides]) > 0.95
+    train, valid = split_peptides(0.1)
+    assert not set(train) & set(valid)
+    assert 0.05 < len(valid) / len(peptides) < 0.15
+
+
+def test_simulation_is_deterministic_and_consistent_with_its_annotation():
+    c = config()
+    train, _ = split_peptides(0.1)
+    sim = SpectrumSimulator(train, c.simulation.easy, VOCAB, Preprocessing())
+    a = sim.sample(np.random.default_rng(5), 16)
+    b = sim.sample(np.random.default_rng(5), 16)
+    assert [s.sequence for s in a] == [s.sequence for s in b]
+    assert all(np.array_equal(x.mz, y.mz) and np.array_equal(x.intensity, y.intensity) for x, y in zip(a, b))
+    for s in a:
+        assert VOCAB.decode(s.tokens) == s.sequence and "C" not in s.sequence.replace("C[Carbamidomethyl]", "")
+        ppm = abs(VOCAB.precursor_mz(s.tokens, s.charge) - s.precursor_mz) / s.precursor_mz * 1e6
+        assert ppm < 6 * c.simulation.easy.precursor_jitter_ppm
+        assert len(s.mz) <= 150 and s.intensity.max() == pytest.approx(1.0)
+
+
+def test_simulated_peaks_sit_on_the_annotated_fragments():
+    """The spectrum loss prefers the annotation to a shuffled peptide on simulated spectra."""
+    c = config()
+    train, _ = split_peptides(0.1)
+    sim = SpectrumSimulator(train, c.simulation.hard, VOCAB, Preprocessing())
+    spectra = sim.sample(np.random.default_rng(0), 32)
+    batch = collate(spectra, VOCAB)
+    rng = np.random.default_rng(1)
+    shuffled = batch.tokens.clone()
+    for i, s in enumerate(spectra):
+        shuffled[i, : len(s.tokens)] = torch.tensor(rng.permutation(s.tokens))
+
+    def loss(tokens):
+        logits = torch.nn.functional.one_hot(tokens, len(VOCAB)).double() * 60
+        return pl.spectrum_matching_loss(logits, batch.mz, batch.intensity, masses=VOCAB, mask=batch.mask,
+                                         peak_mask=batch.peak_mask, distance_scale=0.02, reduction="none",
+                                         backend="reference")
+
+    assert (loss(batch.tokens) < loss(shuffled)).float().mean() > 0.9
+
+
+def test_training_batches_depend_only_on_seed_step_and_rank(real_mgf):
+    c = config(batch_size=8)
+    sim = SimulatedTraining(c, VOCAB)
+    assert torch.equal(sim.batch(3).tokens, sim.batch(3).tokens)
+    assert not torch.equal(sim.batch(3).tokens, sim.batch(4).tokens)
+    assert not torch.equal(sim.batch(3, rank=0, world=2).tokens, sim.batch(3, rank=1, world=2).tokens)
+    real = MGFTraining(c, VOCAB, real_mgf)
+    assert len(real.spectra) == 128
+    # One epoch of 16 batches of 8 visits every spectrum once.
+    seen = [tuple(t.tolist()) for step in range(16) for t in real.batch(step).tokens]
+    assert sorted(seen) == sorted(tuple(t.tolist()) for t in collate(real.spectra, VOCAB, max_length=c.max_length).tokens)
+
+
+# ------------------------------------------------------------------ metrics
+def masses(sequence):
+    return VOCAB.residue_masses(sequence)
+
+
+def test_residue_matches_follow_casanovo_prefix_suffix_rules():
+    assert residue_matches(masses("PEPTIDEK"), masses("PEPTIDEK")).all()
+    assert residue_matches(masses("PEPTLDEK"), masses("PEPTIDEK")).all()  # I and L weigh the same
+    # GG weighs what N weighs: the prefix scan pairs GG with N and fails them; K matches.
+    assert residue_matches(masses("PEPGGK"), masses("PEPNK")).tolist() == [True, True, True, False, False, True]
+    # A first-residue error shifts every prefix: only the suffix scan recovers the rest.
+    assert residue_matches(masses("AEPTIDEK"), masses("PEPTIDEK")).tolist() == [False] + [True] * 7
+    assert residue_matches([], masses("PEK")).tolist() == [False] * 3
+
+
+def tokens(*peptides, length=10):
+    rows = [VOCAB.encode(p) + [0] * (length - len(VOCAB.encode(p))) for p in peptides]
+    return torch.tensor(rows)
+
+
+def test_aa_metrics_count_precision_recall_and_peptides():
+    true = tokens("PEPNK", "PEPTIDEK", "ACDK")
+    pred = tokens("PEPGGK", "PEPTLDEK", "")
+    m = aa_metrics(pred, true, VOCAB.mass_tensor())
+    # Matched residues: 4 + 8 + 0; predicted 6 + 8 + 0; true 5 + 8 + 4; one peptide of three right.
+    assert m["aa_precision"] == pytest.approx(12 / 14)
+    assert m["aa_recall"] == pytest.approx(12 / 17)
+    assert m["peptide_recall"] == pytest.approx(1 / 3)
+
+
+def test_token_metrics_and_ppm_of_the_true_peptide():
+    true = tokens("PEPTIDEK", "ACDK")
+    pred = tokens("PEPTIDEK", "ACEK")
+    m = token_metrics(pred, true, true != 0)
+    assert m["token_accuracy"] == pytest.approx(11 / 12) and m["sequence_accuracy"] == 0.5
+    charge = torch.tensor([2, 3])
+    precursor = torch.tensor([VOCAB.precursor_mz("PEPTIDEK", 2), VOCAB.precursor_mz("ACDK", 3)], dtype=torch.float64)
+    ppm = ppm_errors(pred, VOCAB.mass_tensor(), precursor, charge)
+    assert ppm[0] < 1e-6
+    expected = abs(VOCAB.precursor_mz("ACEK", 3) - precursor[1].item()) / precursor[1].item() * 1e6
+    assert ppm[1].item() == pytest.approx(expected, rel=1e-9)
+    shifted = precursor + C13_C12 / charge.double()
+    assert ppm_errors(pred, VOCAB.mass_tensor(), shifted, charge, (0, 1))[0] < 1e-6
+
+
+# ------------------------------------------------------------------ schedule
+def test_staged_weights_cover_equal_tenths_of_the_run():
+    c = config()
+    weights = [staged_weights(c.schedule, step, 100) for step in range(100)]
+    assert [w["spectrum"] for w in weights[::10]] == c.schedule.spectrum_weights
+    assert [w["precursor"] for w in weights[9::10]] == c.schedule.precursor_weights
+    assert all(w["ce"] == 1.0 for w in weights)
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    opt = config().optimizer
+    lrs = [learning_rate(opt, s, 1000) for s in range(1000)]
+    assert lrs[0] < lrs[opt.warmup_steps - 1] == pytest.approx(opt.lr)
+    assert all(a >= b for a, b in zip(lrs[opt.warmup_steps:], lrs[opt.warmup_steps + 1:]))
+    assert lrs[-1] == pytest.approx(opt.lr * opt.min_lr_fraction, rel=1e-3)
+
+
+def test_balancer_moves_shares_into_their_bands_only_when_enabled():
+    values = {"ce": 1.0, "spectrum": 0.01, "precursor": 500.0}
+    staged = {"ce": 1.0, "spectrum": 0.1, "precursor": 0.1}
+    off = Balancer(config(balancing={"enabled": False}).balancing)
+    for _ in range(50):
+        off.update(values, off.weights(staged))
+    assert off.factors == {"spectrum": 1.0, "precursor": 1.0}
+    on = Balancer(config(balancing={"enabled": True, "rate": 0.1}).balancing)
+    for _ in range(2000):
+        on.update(values, on.weights(staged))
+    final = shares(values, on.weights(staged))
+    assert 0.1 <= final["spectrum"] <= 0.2 + 0.02 and 0.1 - 0.02 <= final["precursor"] <= 0.3 + 0.02
+    assert sum(final.values()) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ objective
+def test_objective_rejects_a_batch_of_another_vocabulary():
+    c = config()
+    objective = Objective(VOCAB, c.losses, backend="reference")
+    other = Vocabulary.from_tokens([t for t in VOCAB.tokens[1:] if t != "M[Oxidation]"] + ["M[+15.995]"])
+    batch = SimulatedTraining(c, VOCAB).batch(0)
+    logits = [torch.zeros(len(batch), c.max_length, len(VOCAB))]
+    objective(logits, batch)  # the matching vocabulary passes
+    batch.vocabulary = other
+    with pytest.raises(ValueError, match=f"fingerprint {other.fingerprint}.*fingerprint {VOCAB.fingerprint}"):
+        objective(logits, batch)
+
+
+def test_objective_uses_the_public_losses_on_the_final_cycle():
+    c = config(batch_size=4)
+    objective = Objective(VOCAB, c.losses, backend="reference")
+    batch = SimulatedTraining(c, VOCAB).batch(0)
+    first, final = torch.randn(2, 4, c.max_length, len(VOCAB), generator=torch.Generator().manual_seed(0))
+    terms = objective([first, final], batch)
+    spec = c.losses.spectrum
+    expected = pl.spectrum_matching_loss(final, batch.mz, batch.intensity, masses=VOCAB, peak_mask=batch.peak_mask,
+                                         ion_types=spec.ion_types, charges=spec.charges,
+                                         distance_scale=spec.distance_scale, backend="reference")
+    assert torch.equal(terms.spectrum, expected)
+    ce = [torch.nn.functional.cross_entropy(x.transpose(1, 2), batch.tokens) for x in (first, final)]
+    assert torch.allclose(terms.ce, (ce[0] + ce[1]) / 2) and torch.equal(terms.ce_final, ce[1])
+
+
+# ------------------------------------------------------------------ checkpoints
+def test_atomic_save_keeps_the_old_checkpoint_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"step": 1}, path)
+
+    def broken_save(obj, handle):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["last.pt"]
