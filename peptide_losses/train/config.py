@@ -64,6 +64,9 @@ class PrecursorLossConfig:
 
 @dataclass
 class LossesConfig:
+    """The mass losses and the positions they judge ("target" or "all", see objective.py)."""
+
+    positions: str
     spectrum: SpectrumLossConfig
     precursor: PrecursorLossConfig
 

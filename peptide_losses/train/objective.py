@@ -5,9 +5,15 @@ and :class:`~peptide_losses.PrecursorMassLoss`, built from the run's
 :class:`~peptide_losses.Vocabulary`; every batch is checked against that
 vocabulary (fingerprint) before a loss is computed.
 
-The mass losses see every one of the L output positions (mask all True): the
-padding token has mass 0, so a position the model calls "padding" adds no
-mass, and the predicted peptide length is part of what they judge.
+Which positions the mass losses judge is ``LossesConfig.positions``:
+
+- ``"target"``: the annotated positions (the batch's mask), with the
+  distribution renormalised over the residue tokens (padding dropped). The
+  losses then judge the predicted residues at the true length, so their
+  gradients move residue choices, never the padding decisions that CE makes.
+- ``"all"``: all L positions over the whole vocabulary. Padding has mass 0, so
+  the predicted length is judged too; but raising the padding probability is
+  then the easiest way to make a peptide lighter, which fights CE early on.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ..vocabulary import Vocabulary
 from .config import LossesConfig
 
 LOSS_NAMES = ("ce", "spectrum", "precursor")
+POSITIONS = ("target", "all")
 
 
 @dataclass
@@ -64,16 +71,21 @@ class Objective(torch.nn.Module):
 
     def __init__(self, vocabulary: Vocabulary, config: LossesConfig, backend: str = "auto") -> None:
         super().__init__()
+        if config.positions not in POSITIONS:
+            raise ValueError(f"losses.positions must be one of {POSITIONS}, got {config.positions!r}")
         self.vocabulary = vocabulary
+        self.target_positions = config.positions == "target"
+        # With "target" the losses see the residue tokens only: logits[..., 1:] and their masses.
+        masses = vocabulary.mass_tensor()[1:] if self.target_positions else vocabulary
         spec = config.spectrum
         self.spectrum_loss = SpectrumMatchingLoss(
-            vocabulary, ion_types=spec.ion_types, charges=spec.charges, direction=spec.direction,
+            masses, ion_types=spec.ion_types, charges=spec.charges, direction=spec.direction,
             distance=spec.distance, distance_scale=spec.distance_scale, intensity_power=spec.intensity_power,
             backend=backend,
         )
         prec = config.precursor
         self.precursor_loss = PrecursorMassLoss(
-            vocabulary, scale=prec.scale, isotope_errors=prec.isotope_errors, backend=backend,
+            masses, scale=prec.scale, isotope_errors=prec.isotope_errors, backend=backend,
         )
 
     def forward(self, logits: list[torch.Tensor], batch: SpectrumBatch) -> LossTerms:
@@ -86,8 +98,10 @@ class Objective(torch.nn.Module):
                 f"{len(self.vocabulary)}) for L = the batch's max_length and V = len(vocabulary)"
             )
         ces = [F.cross_entropy(lg.transpose(1, 2), batch.tokens) for lg in logits]
-        spectrum = self.spectrum_loss(final, batch.mz, batch.intensity, peak_mask=batch.peak_mask)
-        precursor = self.precursor_loss(final, batch.precursor_mz, batch.charge)
+        mask = batch.mask if self.target_positions else None
+        residues = final[..., 1:] if self.target_positions else final
+        spectrum = self.spectrum_loss(residues, batch.mz, batch.intensity, mask=mask, peak_mask=batch.peak_mask)
+        precursor = self.precursor_loss(residues, batch.precursor_mz, batch.charge, mask=mask)
         return LossTerms(torch.stack(ces).mean(), ces[-1], spectrum, precursor)
 
 
