@@ -52,6 +52,7 @@ from peptide_losses.kernels.precursor import (
     _softmax_expectation,
     _tile_indices,
 )
+from peptide_losses.kernels.traceable import traceable
 from peptide_losses.reference import ION_TYPES
 
 # Series are passed as packed integers: 3 bits of ion-type code per type (its
@@ -225,8 +226,8 @@ def _spectrum_fwd_kernel(
         # float32 rounding of each would put the ions ~1e-4 Da off, which a distance_scale
         # turns into slope errors ~1e-4 / tau. (torch's float32 softmax and matmul carry such
         # errors; the kernel then is the closer of the two to the exact loss.)
-        _, _, mass1 = _softmax_expectation(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m,
-                                           b1, l1, active1, V, tl.float64, BLOCK_V)
+        probs, token_masses, mass1 = _softmax_expectation(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr,
+                                                          stride_m, b1, l1, active1, V, tl.float64, BLOCK_V)
     else:
         mass1 = tl.load(x_ptr + b1 * stride_xb + l1 * stride_xl, mask=active1, other=0.0).to(COMPUTE)
     l = tl.arange(0, BLOCK_L)
@@ -247,7 +248,7 @@ def _spectrum_fwd_kernel(
     n_peaks = tl.zeros((), tl.int32)
     peak_end = tl.zeros((), tl.int32)
     for n0 in range(0, N, BLOCK_N):
-        n, ok, _ = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
+        n, ok, _mz = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
                           COMPUTE, BLOCK_N)
         total_weight += tl.sum(_weights(intensity_ptr, stride_ib, stride_in, b, n, ok, POWER, COMPUTE), axis=0)
         n_peaks += tl.sum(ok.to(tl.int32), axis=0)
@@ -261,8 +262,9 @@ def _spectrum_fwd_kernel(
     if OBSERVED:
         ions = ions_ptr + b * n_series * L
         for s in range(0, n_series):
-            t, _, _ = _fragment_mz(prefix, suffix, s, types_code, charges_code, n_charges, COMPUTE, RECIPROCAL)
-            tl.store(ions + s * L + l, tl.where(slot_ok, t, float("nan")), mask=l < L)
+            table_mz, table_z, table_prefix = _fragment_mz(prefix, suffix, s, types_code, charges_code, n_charges,
+                                                           COMPUTE, RECIPROCAL)
+            tl.store(ions + s * L + l, tl.where(slot_ok, table_mz, float("nan")), mask=l < L)
         tl.debug_barrier()  # the table is read back by other threads of this program
 
         weight_norm = tl.where(counted, total_weight, 1.0)
@@ -274,50 +276,57 @@ def _spectrum_fwd_kernel(
             best = tl.full([BLOCK_N], float("inf"), COMPUTE)
             best_j = tl.zeros([BLOCK_N], tl.int32)
             for s in range(0, n_series):
+                j = s * L
+                ion = ions + j  # stepped, not recomputed: the loop body is a handful of instructions
                 for k in range(0, slot_end):
-                    j = s * L + k
-                    d = _distance(o, tl.load(ions + j), PPM)
-                    closer = d < best
-                    best = tl.where(closer, d, best)
+                    dist = _distance(o, tl.load(ion), PPM)
+                    closer = dist < best
+                    best = tl.where(closer, dist, best)
                     best_j = tl.where(closer, j, best_j)
+                    ion += 1
+                    j += 1
             use = _and(ok, has_ion)
             nearest = tl.where(use, best, 0.0)
             weighted += tl.sum(w * _log_scaled(nearest, TAU), axis=0)
             if NEED_GRAD:
-                t = tl.load(ions + best_j, mask=use, other=1.0)
-                slope = _div(w * _log_scaled_slope(nearest, TAU) * _distance_slope(o, t, PPM), weight_norm)
-                _, _, z, is_prefix = _series(best_j // L, types_code, charges_code, n_charges, COMPUTE)
-                g = _div(tl.where(_and(use, counted), slope, 0.0), z)
+                nearest_mz = tl.load(ions + best_j, mask=use, other=1.0)
+                slope = _div(w * _log_scaled_slope(nearest, TAU) * _distance_slope(o, nearest_mz, PPM), weight_norm)
+                peak_offset, peak_z_proton, peak_z, peak_prefix = _series(best_j // L, types_code, charges_code,
+                                                                          n_charges, COMPUTE)
+                g = _div(tl.where(_and(use, counted), slope, 0.0), peak_z)
                 hit = (best_j % L)[:, None] == l[None, :]
-                grad_prefix += tl.sum(tl.where(hit, tl.where(is_prefix, g, 0.0)[:, None], 0.0), axis=0)
-                grad_suffix += tl.sum(tl.where(hit, tl.where(is_prefix, 0.0, g)[:, None], 0.0), axis=0)
+                grad_prefix += tl.sum(tl.where(hit, tl.where(peak_prefix, g, 0.0)[:, None], 0.0), axis=0)
+                grad_suffix += tl.sum(tl.where(hit, tl.where(peak_prefix, 0.0, g)[:, None], 0.0), axis=0)
         loss += _div(weighted, weight_norm)
 
     if THEORETICAL:
+        # Names differ from the observed block's: Triton carries a name into later loops.
         ion_norm = tl.maximum(n_slots * n_series, 1).to(COMPUTE)
         nearest_sum = tl.zeros((), COMPUTE)
         for s in range(0, n_series):
-            t, z, is_prefix = _fragment_mz(prefix, suffix, s, types_code, charges_code, n_charges, COMPUTE, RECIPROCAL)
-            best = tl.full([BLOCK_L], float("inf"), COMPUTE)
-            near_mz = tl.zeros([BLOCK_L], COMPUTE)
+            ion_mz, ion_z, ion_prefix = _fragment_mz(prefix, suffix, s, types_code, charges_code, n_charges,
+                                                     COMPUTE, RECIPROCAL)
+            ion_best = tl.full([BLOCK_L], float("inf"), COMPUTE)
+            ion_peak_mz = tl.zeros([BLOCK_L], COMPUTE)
             for n0 in range(0, peak_end, BLOCK_N):
                 n, ok, o = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
                                   COMPUTE, BLOCK_N)
-                d = _distance(o[:, None], t[None, :], PPM)
-                d = tl.where(ok[:, None] & slot_ok[None, :], d, float("inf"))
-                tile_best, arg = tl.min(d, axis=0, return_indices=True, return_indices_tie_break_left=True)
-                closer = tile_best < best
-                best = tl.where(closer, tile_best, best)
-                o_arg = tl.load(mz_ptr + b * stride_zb + (n0 + arg) * stride_zn, mask=closer, other=0.0)
-                near_mz = tl.where(closer, o_arg.to(COMPUTE), near_mz)
-            use = _and(slot_ok, has_peak)
-            nearest = tl.where(use, best, 0.0)
-            nearest_sum += tl.sum(_log_scaled(nearest, TAU), axis=0)
+                tile = _distance(o[:, None], ion_mz[None, :], PPM)
+                tile = tl.where(ok[:, None] & slot_ok[None, :], tile, float("inf"))
+                tile_best, arg = tl.min(tile, axis=0, return_indices=True, return_indices_tie_break_left=True)
+                tile_closer = tile_best < ion_best
+                ion_best = tl.where(tile_closer, tile_best, ion_best)
+                tile_mz = tl.load(mz_ptr + b * stride_zb + (n0 + arg) * stride_zn, mask=tile_closer, other=0.0)
+                ion_peak_mz = tl.where(tile_closer, tile_mz.to(COMPUTE), ion_peak_mz)
+            ion_use = _and(slot_ok, has_peak)
+            ion_nearest = tl.where(ion_use, ion_best, 0.0)
+            nearest_sum += tl.sum(_log_scaled(ion_nearest, TAU), axis=0)
             if NEED_GRAD:
-                slope = _div(_log_scaled_slope(nearest, TAU) * _distance_slope(near_mz, t, PPM), ion_norm)
-                g = _div(tl.where(_and(use, counted), slope, 0.0), z)
-                grad_prefix += tl.where(is_prefix, g, 0.0)
-                grad_suffix += tl.where(is_prefix, 0.0, g)
+                ion_slope = _div(_log_scaled_slope(ion_nearest, TAU) * _distance_slope(ion_peak_mz, ion_mz, PPM),
+                                 ion_norm)
+                ion_g = _div(tl.where(_and(ion_use, counted), ion_slope, 0.0), ion_z)
+                grad_prefix += tl.where(ion_prefix, ion_g, 0.0)
+                grad_suffix += tl.where(ion_prefix, 0.0, ion_g)
         loss += _div(nearest_sum, ion_norm)
 
     tl.store(out_ptr + b, tl.where(counted, loss, 0.0))
@@ -433,7 +442,7 @@ def spectrum_forward(
     ions = torch.empty((batch, n_series, length) if observed else (0,), dtype=compute, device=x.device)
     if batch:
         num_warps = cfg.pop("num_warps")
-        _spectrum_fwd_kernel[(batch,)](
+        traceable(_spectrum_fwd_kernel, x)[(batch,)](
             *_prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
             mz, mz.stride(0), mz.stride(1),
@@ -473,7 +482,7 @@ def spectrum_backward(
     grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if batch:
         num_warps = cfg.pop("num_warps")
-        _spectrum_bwd_kernel[(batch,)](
+        traceable(_spectrum_bwd_kernel, x)[(batch,)](
             *_prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
             grad_loss, grad_loss.stride(0),

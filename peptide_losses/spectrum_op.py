@@ -1,35 +1,61 @@
-"""The fused spectrum matching loss as a ``torch.autograd.Function`` over the Triton kernels.
+"""The fused spectrum matching loss as the custom operators ``peptide_losses::spectrum_matching_loss_*``.
 
 Forward keeps only d loss_b / d m_l, shape (B, L), for backward, which
 recomputes the softmax from the logits. The reduction is plain torch on the
-device (no host sync), shared with the reference.
+device (no host sync), shared with the reference. How the operators are
+registered (and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
 """
 
 from __future__ import annotations
 
+from typing import List, Optional, Tuple
+
 import torch
 
+from .custom_ops import register_loss
 from .kernels.spectrum import spectrum_backward, spectrum_forward
-from .reference import _reduce
+from .reference import _reduce, compute_dtype
 
 
-class _SpectrumLossRows(torch.autograd.Function):
-    """(loss (B,), counted (B,)) from logits + masses or residue masses (masses None)."""
+def _forward(
+    x: torch.Tensor,
+    masses: Optional[torch.Tensor],
+    mask: torch.Tensor,
+    mz: torch.Tensor,
+    intensity: torch.Tensor,
+    peak_mask: torch.Tensor,
+    ion_types: str,
+    charges: List[int],
+    direction: str,
+    distance: str,
+    distance_scale: Optional[float],
+    intensity_power: float,
+    need_grad: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    return spectrum_forward(x, masses, mask, mz, intensity, peak_mask, ion_types=tuple(ion_types),
+                            charges=tuple(charges), direction=direction, distance=distance,
+                            distance_scale=distance_scale, intensity_power=intensity_power, need_grad=need_grad)
 
-    @staticmethod
-    def forward(ctx, x, masses, mask, mz, intensity, peak_mask, options):
-        need_grad = ctx.needs_input_grad[0]
-        rows, grad_mass = spectrum_forward(x, masses, mask, mz, intensity, peak_mask, need_grad=need_grad, **options)
-        loss, counted = rows.unbind(0)
-        ctx.save_for_backward(x, masses, mask, grad_mass)
-        ctx.mark_non_differentiable(counted)
-        return loss, counted
 
-    @staticmethod
-    def backward(ctx, grad_loss, _grad_counted):
-        x, masses, mask, grad_mass = ctx.saved_tensors
-        grad_x = spectrum_backward(x, masses, mask, grad_loss, grad_mass) if ctx.needs_input_grad[0] else None
-        return grad_x, None, None, None, None, None, None
+def _forward_fake(x, masses, mask, mz, intensity, peak_mask, ion_types, charges, direction, distance,
+                  distance_scale, intensity_power, need_grad):
+    batch, length = x.shape[:2]
+    dtype = compute_dtype(x)
+    return x.new_empty((2, batch), dtype=dtype), x.new_empty((batch, length) if need_grad else (0,), dtype=dtype)
+
+
+def _backward(
+    x: torch.Tensor, masses: Optional[torch.Tensor], mask: torch.Tensor, grad_loss: torch.Tensor,
+    grad_mass: torch.Tensor,
+) -> torch.Tensor:
+    return spectrum_backward(x, masses, mask, grad_loss, grad_mass)
+
+
+#: (x, masses, mask, mz, intensity, peak_mask, ion_types, charges, direction, distance,
+#: distance_scale, intensity_power, need_grad) -> ((2, B) rows loss, counted; (B, L) dloss_b/dm_l)
+#: (see :func:`peptide_losses.kernels.spectrum.spectrum_forward`).
+spectrum_rows = register_loss("spectrum_matching_loss", _forward, _forward_fake, _backward,
+                              mass_gradient=lambda outputs: outputs[1])
 
 
 def spectrum_matching_loss_fused(
@@ -63,9 +89,11 @@ def spectrum_matching_loss_fused(
         Da or ppm, float32 (float64 for float64 input): scalar for ``"mean"`` /
         ``"sum"``, (B,) for ``"none"``.
     """
-    options = dict(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
-                   distance_scale=distance_scale, intensity_power=intensity_power)
-    x = logits if logits is not None else residue_masses
-    loss, counted = _SpectrumLossRows.apply(x, masses if logits is not None else None, mask, mz, intensity,
-                                            peak_mask, options)
+    x, masses = (logits, masses) if logits is not None else (residue_masses, None)
+    rows, _ = spectrum_rows(
+        x, masses, mask, mz, intensity, peak_mask, "".join(ion_types), list(charges), direction, distance,
+        None if distance_scale is None else float(distance_scale), float(intensity_power),
+        torch.is_grad_enabled() and x.requires_grad,
+    )
+    loss, counted = rows.unbind(0)
     return _reduce(loss, counted, reduction)
