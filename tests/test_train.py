@@ -5,6 +5,7 @@ under which ``"auto"`` would run the interpreted kernels, far too slowly for
 a training loop (the kernels are tested against the reference elsewhere).
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -56,7 +57,8 @@ def test_short_run_learns(tmp_path):
     """150 small steps (~10 s): CE falls, the objective falls at fixed weights, accuracy rises."""
     steps = 150
     out = tmp_path / "run"
-    assert main(["--config", str(write_config(tmp_path, steps=steps)), "--out", str(out)]) == 0
+    config = write_config(tmp_path, steps=steps, logging={"tensorboard": True})
+    assert main(["--config", str(config), "--out", str(out)]) == 0
     records = read_records(out)
     ce = train_series(records, "train/ce_final")
     assert len(ce) == steps // 5
@@ -71,6 +73,10 @@ def test_short_run_learns(tmp_path):
     assert min(accuracy[-3:]) > accuracy[0] + 0.02
     for name in ("metrics.csv", "metrics.jsonl", "last.pt", "curves.png", "final_metrics.json", "train.log"):
         assert (out / name).is_file(), name
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    else:
+        assert "TensorBoard logging off" in (out / "train.log").read_text()
     final_metrics = json.loads((out / "final_metrics.json").read_text())
     for split in ("easy", "hard"):
         for metric in ("aa_precision", "aa_recall", "peptide_recall", "token_accuracy", "ppm_error"):
@@ -162,3 +168,13 @@ def test_runs_under_torchrun_with_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in (out / "train.log").read_text()
     assert load_checkpoint(out)["step"] == 4
+
+
+def test_printed_config_round_trips_through_config(tmp_path, capsys):
+    assert main(["--print-config", "--steps", "5", "--batch-size", "3"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["steps"] == 5 and printed["batch_size"] == 3
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(printed))
+    main(["--config", str(path), "--print-config"])
+    assert json.loads(capsys.readouterr().out) == printed

@@ -7,12 +7,14 @@ Examples::
     python -m peptide_losses.train --data spectra.mgf --val-data held_out.mgf
     python -m peptide_losses.train --resume runs/gpu        # continue exactly
     python -m peptide_losses.train --diagnose [--resume runs/gpu]
+    python -m peptide_losses.train --print-config > my.json   # edit, then --config my.json
     torchrun --nproc_per_node 4 -m peptide_losses.train --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,6 +25,7 @@ from .checkpoint import load_checkpoint, resolve_checkpoint
 from .config import config_from_dict, load_config, merge_settings
 
 log = logging.getLogger("peptide_losses.train")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, metavar="STEP",
                    help="stop with a checkpoint at this step (continue later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the run's settings as JSON (a starting point for --config), then exit")
     p.add_argument("--diagnose", action="store_true",
                    help="print each loss, its weight and share of the total for the model and one batch, then exit")
     return p
@@ -100,8 +105,14 @@ def run_diagnosis(config, resume) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format=LOG_FORMAT)
+    # The package's own INFO lines are wanted even when something else configured logging first.
+    package_log = logging.getLogger("peptide_losses")
+    package_log.setLevel(logging.INFO)
     config = _config(args)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
     if args.diagnose:
         print(run_diagnosis(config, args.resume))
         return 0
@@ -114,15 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process writes the log file
-        handler = logging.FileHandler(out / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger().addHandler(handler)
-    log.info("run folder %s", out)
-    final = train(config, out, resume=args.resume, stop_after=args.stop_after,
-                  extra_validation=_named_paths(args.val_data))
-    for name in sorted(final):
-        log.info("%s = %.5g", name, final[name])
+    handler = logging.FileHandler(out / "train.log") if os.environ.get("RANK", "0") == "0" else logging.NullHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    package_log.addHandler(handler)
+    try:
+        log.info("run folder %s", out)
+        final = train(config, out, resume=args.resume, stop_after=args.stop_after,
+                      extra_validation=_named_paths(args.val_data))
+        for name in sorted(final):
+            log.info("%s = %.5g", name, final[name])
+    finally:
+        package_log.removeHandler(handler)
+        handler.close()
     return 0
 
 

@@ -95,7 +95,15 @@ class BalancingConfig:
 
 @dataclass
 class SimulationSettings:
-    """How one split of simulated spectra is drawn (ranges are [low, high])."""
+    """How one split of simulated spectra is drawn (see simulate.py).
+
+    Peptides of ``min_length..max_length`` residues; precursor charge k+1 with
+    probability ``charge_weights[k]``; ``noise_peaks`` [low, high] uniform noise
+    peaks; each fragment missing with a probability drawn from ``missing_rate``
+    [low, high] per spectrum; fragment m/z jitter and precursor m/z jitter (ppm,
+    standard deviation); the rate of a +1 isotope precursor, of oxidised
+    methionines, and of a-ion / water-or-ammonia-loss companions per fragment.
+    """
 
     min_length: int
     max_length: int
@@ -127,6 +135,9 @@ class WandbConfig:
 
 @dataclass
 class LoggingConfig:
+    """Metrics every ``every`` steps (means over them); validation every
+    ``validate_every`` steps on ``validation_size`` spectra per simulated split."""
+
     every: int
     validate_every: int
     validation_size: int
@@ -137,7 +148,11 @@ class LoggingConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs; saved in every checkpoint."""
+    """Everything a run needs; saved in every checkpoint.
+
+    ``max_length`` is L, the model's output positions (annotations of up to L
+    tokens); ``data`` an annotated MGF to train on (None: simulated spectra).
+    """
 
     seed: int
     steps: int
