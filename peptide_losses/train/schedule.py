@@ -30,14 +30,15 @@ def learning_rate(optimizer: OptimizerConfig, step: int, total_steps: int) -> fl
 
 
 class Balancer:
-    """Keeps each mass loss's share of the total inside its target band.
+    """Keeps each loss's share of the total inside its target band.
 
     Each mass loss's staged weight is multiplied by a factor. After every step
-    the factor of a loss whose smoothed share is below its band grows by
-    ``1 + rate``, above it shrinks by the same, within ``[1/max_factor,
-    max_factor]``. CE keeps its weight; its band is reported, not enforced
-    (it follows from the other two). A loss with staged weight 0 is left alone.
-    Disabled, the factors stay 1 and the shares are still tracked for logging.
+    the factor of a mass loss whose smoothed share is below its band grows by
+    ``1 + rate``, above it shrinks by the same; a mass loss inside its band
+    moves so as to bring CE's share into the CE band (CE's own weight stays
+    fixed). Factors stay within ``[1/max_factor, max_factor]``; a loss with
+    staged weight 0 is left alone. Disabled, the factors stay 1 and the shares
+    are still tracked for logging.
     """
 
     def __init__(self, config: BalancingConfig) -> None:
@@ -57,15 +58,17 @@ class Balancer:
             a = self.config.smoothing
             self.smoothed = {k: a * self.smoothed[k] + (1 - a) * current[k] for k in current}
         if self.config.enabled:
+            ce_low, ce_high = self.config.ce_band
+            ce_direction = -1 if self.smoothed["ce"] < ce_low else 1 if self.smoothed["ce"] > ce_high else 0
+            step = 1 + self.config.rate
             for name in self.factors:
                 if weights[name] == 0:
                     continue
                 low, high = getattr(self.config, f"{name}_band")
-                step = 1 + self.config.rate
-                if self.smoothed[name] < low:
-                    self.factors[name] = min(self.factors[name] * step, self.config.max_factor)
-                elif self.smoothed[name] > high:
-                    self.factors[name] = max(self.factors[name] / step, 1 / self.config.max_factor)
+                share = self.smoothed[name]
+                direction = 1 if share < low else -1 if share > high else ce_direction
+                factor = self.factors[name] * step**direction
+                self.factors[name] = min(max(factor, 1 / self.config.max_factor), self.config.max_factor)
         return current
 
     def state_dict(self) -> dict:
