@@ -28,6 +28,7 @@ import triton
 import triton.language as tl
 
 from peptide_losses.constants import C13_C12, H2O, PROTON
+from peptide_losses.kernels.traceable import traceable
 
 _H2O = tl.constexpr(H2O)
 _PROTON = tl.constexpr(PROTON)
@@ -264,7 +265,7 @@ def precursor_forward(
                       device=x.device)
     if batch:
         num_warps = cfg.pop("num_warps")
-        _precursor_fwd_kernel[(triton.cdiv(batch, cfg["SPECTRA"]),)](
+        traceable(_precursor_fwd_kernel, x)[(triton.cdiv(batch, cfg["SPECTRA"]),)](
             *_prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
             precursor_mz, precursor_mz.stride(0),
@@ -299,7 +300,7 @@ def precursor_backward(
     grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if batch:
         num_warps = cfg.pop("num_warps")
-        _precursor_bwd_kernel[(triton.cdiv(batch, cfg["SPECTRA"]),)](
+        traceable(_precursor_bwd_kernel, x)[(triton.cdiv(batch, cfg["SPECTRA"]),)](
             *_prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
             grad_loss, grad_loss.stride(0),

@@ -10,8 +10,13 @@ import torch
 BACKENDS = ("auto", "triton", "reference")
 
 
+# Looked up once: what is installed does not change while running, and torch.compile
+# then has no import machinery to trace (only torch versions that special-case it can).
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 def triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_INSTALLED
 
 
 def interpreter_enabled() -> bool:

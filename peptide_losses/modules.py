@@ -16,7 +16,9 @@ class _VocabularyLoss(nn.Module):
     """Holds the vocabulary and its masses (V,) in Da as a non-persistent buffer.
 
     The buffer follows ``.to(device)`` and stays out of ``state_dict``: the
-    vocabulary, not a checkpoint, is the source of truth for masses.
+    vocabulary, not a checkpoint, is the source of truth for masses. It stays
+    float64 under ``.to(dtype)`` / ``.half()`` / ``.bfloat16()`` of an enclosing
+    model: bf16 would round a 130 Da mass to 0.5 Da.
     """
 
     def __init__(self, vocabulary: Vocabulary | torch.Tensor, options: dict) -> None:
@@ -31,6 +33,12 @@ class _VocabularyLoss(nn.Module):
             raise TypeError("vocabulary must be a Vocabulary or a (V,) float tensor of token masses in Da")
         self.register_buffer("masses", masses, persistent=False)
         self.options = options
+
+    def _apply(self, fn, *args, **kwargs):
+        masses = self.masses
+        super()._apply(fn, *args, **kwargs)
+        self.masses = masses.to(self.masses.device)
+        return self
 
     def extra_repr(self) -> str:
         vocab = (

@@ -1,35 +1,49 @@
-"""The fused precursor mass loss as a ``torch.autograd.Function`` over the Triton kernels.
+"""The fused precursor mass loss as the custom operators ``peptide_losses::precursor_mass_loss_*``.
 
 Forward keeps only per-spectrum scalars (dloss/dM, shape (B,)) for backward,
 which recomputes the softmax from the logits. The reduction is plain torch on
-the device (no host sync), shared with the reference.
+the device (no host sync), shared with the reference. How the operators are
+registered (and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
 """
 
 from __future__ import annotations
 
+from typing import List, Optional
+
 import torch
 
+from .custom_ops import register_loss
 from .kernels.precursor import precursor_backward, precursor_forward
-from .reference import _reduce
+from .reference import _reduce, compute_dtype
 
 
-class _PrecursorLossRows(torch.autograd.Function):
-    """(loss (B,), counted (B,)) from logits + masses or residue masses (masses None)."""
+def _forward(
+    x: torch.Tensor,
+    masses: Optional[torch.Tensor],
+    mask: torch.Tensor,
+    precursor_mz: torch.Tensor,
+    charge: torch.Tensor,
+    scale: float,
+    isotope_errors: List[int],
+) -> torch.Tensor:
+    return precursor_forward(x, masses, mask, precursor_mz, charge, scale=scale, isotope_errors=tuple(isotope_errors))
 
-    @staticmethod
-    def forward(ctx, x, masses, mask, precursor_mz, charge, scale, isotope_errors):
-        loss, dloss_dmass, counted = precursor_forward(
-            x, masses, mask, precursor_mz, charge, scale=scale, isotope_errors=isotope_errors
-        ).unbind(0)
-        ctx.save_for_backward(x, masses, mask, dloss_dmass)
-        ctx.mark_non_differentiable(counted)
-        return loss, counted
 
-    @staticmethod
-    def backward(ctx, grad_loss, _grad_counted):
-        x, masses, mask, dloss_dmass = ctx.saved_tensors
-        grad_x = precursor_backward(x, masses, mask, grad_loss, dloss_dmass) if ctx.needs_input_grad[0] else None
-        return grad_x, None, None, None, None, None, None
+def _forward_fake(x, masses, mask, precursor_mz, charge, scale, isotope_errors):
+    return x.new_empty((3, x.shape[0]), dtype=compute_dtype(x))
+
+
+def _backward(
+    x: torch.Tensor, masses: Optional[torch.Tensor], mask: torch.Tensor, grad_loss: torch.Tensor,
+    dloss_dmass: torch.Tensor,
+) -> torch.Tensor:
+    return precursor_backward(x, masses, mask, grad_loss, dloss_dmass)
+
+
+#: (x, masses, mask, precursor_mz, charge, scale, isotope_errors) -> (3, B) rows
+#: loss, dloss/dM, counted (see :func:`peptide_losses.kernels.precursor.precursor_forward`).
+precursor_rows = register_loss("precursor_mass_loss", _forward, _forward_fake, _backward,
+                               mass_gradient=lambda outputs: outputs[0][1])
 
 
 def precursor_mass_loss_fused(
@@ -56,8 +70,6 @@ def precursor_mass_loss_fused(
         Log-scaled ppm, float32 (float64 for float64 input): scalar for
         ``"mean"`` / ``"sum"``, (B,) for ``"none"``.
     """
-    if logits is not None:
-        loss, counted = _PrecursorLossRows.apply(logits, masses, mask, precursor_mz, charge, scale, isotope_errors)
-    else:
-        loss, counted = _PrecursorLossRows.apply(residue_masses, None, mask, precursor_mz, charge, scale, isotope_errors)
+    x, masses = (logits, masses) if logits is not None else (residue_masses, None)
+    loss, _, counted = precursor_rows(x, masses, mask, precursor_mz, charge, float(scale), list(isotope_errors))
     return _reduce(loss, counted, reduction)

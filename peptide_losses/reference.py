@@ -56,8 +56,10 @@ def expected_residue_masses(
         (B, L) expected masses in Da, float32 (float64 for float64 input).
     """
     dtype = compute_dtype(logits)
-    probs = logits.to(dtype) if normalized else torch.softmax(logits.to(dtype), dim=-1)
-    return probs @ masses.to(dtype)
+    # Autocast would run the matmul in bf16/fp16, rounding a 130 Da mass to 0.5 Da.
+    with torch.autocast(logits.device.type, enabled=False):
+        probs = logits.to(dtype) if normalized else torch.softmax(logits.to(dtype), dim=-1)
+        return probs @ masses.to(dtype)
 
 
 def fragment_mz(

@@ -1,0 +1,85 @@
+"""The fused losses as PyTorch custom operators, namespace ``peptide_losses``.
+
+Each loss is a pair of operators, ``peptide_losses::<loss>_forward`` (the
+per-spectrum rows and what backward needs) and ``<loss>_backward`` (the
+gradient of the logits or residue masses), joined by registered autograd, so
+``torch.compile(..., fullgraph=True)`` puts them in its graph without a break,
+and autocast leaves their inputs alone (no autocast rule is registered: bf16
+logits stay bf16, float64 m/z stay float64; the kernels compute in float32).
+
+Which torch API registers them (:data:`OPERATOR_API`):
+
+- ``"triton_op"`` (torch >= 2.6, compiled kernels): ``torch.library.triton_op``;
+  Inductor sees the Triton kernels themselves (through ``wrap_triton``, see
+  :mod:`peptide_losses.kernels.traceable`) and the fake implementation is the
+  launcher itself run on fake tensors.
+- ``"custom_op"`` (torch 2.4 / 2.5, or kernels under ``TRITON_INTERPRET=1``,
+  which torch cannot trace into): ``torch.library.custom_op``, opaque to the
+  compiler, with the given fake implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .backend import interpreter_enabled
+
+NAMESPACE = "peptide_losses"
+
+OPERATOR_API = "triton_op" if hasattr(torch.library, "triton_op") and not interpreter_enabled() else "custom_op"
+
+
+def _gradient_fake(x: torch.Tensor, *_) -> torch.Tensor:
+    """Shape of every backward operator's result: x's shape and dtype, contiguous."""
+    return x.new_empty(x.shape)
+
+
+def _operator(name: str, implementation: Callable, fake: Callable):
+    qualified = f"{NAMESPACE}::{name}"
+    if OPERATOR_API == "triton_op":
+        return torch.library.triton_op(qualified, implementation, mutates_args=())
+    op = torch.library.custom_op(qualified, implementation, mutates_args=())
+    op.register_fake(fake)
+    return op
+
+
+def register_loss(
+    name: str,
+    forward: Callable,
+    forward_fake: Callable,
+    backward: Callable,
+    mass_gradient: Callable[[tuple], torch.Tensor],
+):
+    """Register ``<name>_forward`` / ``<name>_backward`` and the autograd joining them.
+
+    Args:
+        name: the loss's operator prefix, e.g. ``"precursor_mass_loss"``.
+        forward: ``(x, masses, mask, *data, *options) -> outputs``, annotated
+            (the annotations are the operator schema). x: logits (B, L, V) with
+            masses (V,), or residue masses (B, L) with masses None. Its first
+            output holds the per-spectrum loss (B,) in row 0.
+        forward_fake: shapes and dtypes of ``forward``'s outputs from the
+            arguments' (no data-dependent shape), for the ``custom_op`` API.
+        backward: ``(x, masses, mask, grad_loss (B,), mass_gradient) -> grad_x``,
+            annotated, grad_x contiguous in x's shape and dtype.
+        mass_gradient: picks what ``backward`` needs from ``forward``'s outputs.
+
+    Returns:
+        The forward operator; gradients flow to ``x`` only.
+    """
+    forward_op = _operator(f"{name}_forward", forward, forward_fake)
+    backward_op = _operator(f"{name}_backward", backward, _gradient_fake)
+
+    def setup_context(ctx, inputs, output):
+        x, masses, mask = inputs[:3]
+        ctx.save_for_backward(x, masses, mask, mass_gradient(output if isinstance(output, tuple) else (output,)))
+
+    def gradient(ctx, *grads):
+        x, masses, mask, grad_mass = ctx.saved_tensors
+        grad_x = backward_op(x, masses, mask, grads[0][0], grad_mass) if ctx.needs_input_grad[0] else None
+        return (grad_x, *(None,) * (len(ctx.needs_input_grad) - 1))
+
+    forward_op.register_autograd(gradient, setup_context=setup_context)
+    return forward_op
