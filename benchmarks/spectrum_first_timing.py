@@ -21,7 +21,7 @@ from dataclasses import replace
 import torch
 import triton
 
-from benchmarks.precursor_first_timing import fwd_bwd, graph_ms, host_us, median_ms
+from benchmarks.precursor_first_timing import fwd_bwd, graph_ms, host_us, median_ms, profile_host
 from peptide_losses import reference
 from peptide_losses.kernels.spectrum import launch_config, spectrum_backward, spectrum_forward
 from peptide_losses.spectrum_op import spectrum_matching_loss_fused
@@ -49,15 +49,23 @@ def eager_loss(logits, masses, mask, mz, intensity, peak_mask):
     return reference.spectrum_matching_loss(masses_per_position, mask, mz, intensity, peak_mask, **OPTIONS)
 
 
-def kernels_only(sets, config):
-    """Forward (with its gradient part) + backward launches alone: no autograd, no reduction."""
+def kernels_only(sets, config, mode="fwd+bwd"):
+    """Launches alone, no autograd, no reduction. mode: "fwd" (no gradient part), "fwd+grad"
+    (the forward computing dloss/dm too), "bwd" (backward alone) or "fwd+bwd"."""
     cycle = itertools.cycle(sets)
     grad_loss = torch.full((sets[0].mask.shape[0],), 1.0, device="cuda")
 
+    def forward(b, need_grad):
+        return spectrum_forward(b.logits, b.masses, b.mask, b.mz, b.intensity, b.peak_mask, need_grad=need_grad,
+                                config=config, **KERNEL_OPTIONS)[1]
+
+    saved = {id(b): forward(b, True) for b in sets} if mode == "bwd" else {}
+
     def step():
         b = next(cycle)
-        _, grad_mass = spectrum_forward(b.logits, b.masses, b.mask, b.mz, b.intensity, b.peak_mask,
-                                        need_grad=True, config=config, **KERNEL_OPTIONS)
+        if mode in ("fwd", "fwd+grad"):
+            return forward(b, mode == "fwd+grad")
+        grad_mass = saved[id(b)] if mode == "bwd" else forward(b, True)
         return spectrum_backward(b.logits, b.masses, b.mask, grad_loss, grad_mass, config=config)
 
     return step
@@ -100,19 +108,31 @@ def main() -> None:
               f"bitwise repeatable: {repeatable}; extra memory fwd+bwd {extra_memory_mib(sets[0]):.2f} MiB")
         default = launch_config(case["length"], case["vocab"])
         sweep = []
-        for block_n, warps in ((64, 2), (128, 1), (128, 2), (128, 4), (256, 2), (256, 4), (256, 8), (512, 4), (512, 8)):
+        for block_n, warps in ((128, 2), (128, 4), (256, 2), (256, 4), (256, 8), (512, 4), (512, 8)):
             config = launch_config(case["length"], case["vocab"], block_n=block_n, num_warps=warps)
             sweep.append((graph_ms(kernels_only(sets, config), INPUT_SETS), block_n, warps))
         sweep.sort()
-        print(f"[{name}] fwd + bwd kernels alone, default {default}: CUDA graph "
+        parts = {mode: graph_ms(kernels_only(sets, default, mode), INPUT_SETS) * 1e3
+                 for mode in ("fwd", "fwd+grad", "bwd")}
+        print(f"[{name}] kernels alone, CUDA graph, default {default}: "
+              + ", ".join(f"{label} {us:.1f} us" for label, us in parts.items()))
+        print(f"[{name}] fwd + bwd kernels alone, default: CUDA graph "
               f"{graph_ms(kernels_only(sets, default), INPUT_SETS) * 1e3:.1f} us/call, host issue time "
-              f"{host_us(kernels_only(sets, default)):.1f} us/call; fastest in the graph:")
+              f"{host_us(kernels_only(sets, default)):.1f} us/call, do_bench median "
+              f"{median_ms(kernels_only(sets, default)) * 1e3:.1f} us; fastest in the graph:")
         for ms, block_n, warps in sweep[:5]:
             print(f"    {ms * 1e3:7.1f} us  BLOCK_N={block_n} num_warps={warps}")
         print(f"    slowest: {sweep[-1][0] * 1e3:.1f} us  BLOCK_N={sweep[-1][1]} num_warps={sweep[-1][2]}")
         step = fwd_bwd(triton_loss, sets)
-        print(f"[{name}] triton fwd+bwd: host issue time {host_us(step):.1f} us/call; "
+        small = torch.ones(16, device="cuda")
+        print(f"[{name}] triton fwd+bwd (public path): host issue time {host_us(step):.1f} us/call "
+              f"(one tiny torch op: {host_us(lambda: small + 1):.1f} us); "
               f"CUDA graph replay {graph_ms(step, INPUT_SETS) * 1e3:.1f} us/call")
+        if case is CASES[0]:
+            print("host profile, kernels alone:")
+            profile_host(kernels_only(sets, default))
+            print("host profile, public path:")
+            profile_host(step)
         eager = lambda b: eager_loss(b.logits, b.masses, b.mask, b.mz, b.intensity, b.peak_mask)  # noqa: E731
         compiled_call = lambda b: compiled(b.logits, b.masses, b.mask, b.mz, b.intensity, b.peak_mask)  # noqa: E731
         contenders = (("triton", triton_loss), ("eager", eager), ("torch.compile", compiled_call))

@@ -342,10 +342,10 @@ def test_non_contiguous_inputs():
     assert not case.logits.is_contiguous() and not case.mz.is_contiguous() and not case.mask.is_contiguous()
     contiguous = replace(case, **{name: getattr(case, name).contiguous() for name in
                                   ("logits", "masses", "mask", "mz", "intensity", "peak_mask")})
-    got, want = run(case, "triton", upstream_for(case)), run(contiguous, "triton", upstream_for(case))
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    expected = run(case, "reference", upstream_for(case))
-    assert relative_error(got[0], expected[0]) < FP32_TOLERANCE
+    got = run(case, "triton", upstream_for(case))
+    # Not bitwise: contiguous strides compile to other (vectorised) code, whose sums may round differently.
+    check_agreement(case, got, run(contiguous, "triton", upstream_for(case)), 1e-6, rounding=True)
+    check_agreement(case, got, run(case, "reference", upstream_for(case)), FP32_TOLERANCE, rounding=True)
 
 
 def test_bitwise_deterministic_and_forward_only_equal():
@@ -369,36 +369,80 @@ def test_too_many_charges_is_a_clear_error():
 
 
 # ------------------------------------------------------------------ realistic sizes (GPU only)
-def chunked_reference(case: Case, upstream: torch.Tensor, chunk: int):
+realistic = pytest.mark.skipif(not ON_CUDA, reason="realistic sizes need the GPU (the interpreter runs the same maths above)")
+BATCH = 1024
+
+
+def _chunks(case: Case, elements: int):
+    """Slices of spectra whose (chunk, N, M) reference tensors hold about ``elements`` values each."""
+    batch, length = case.mask.shape
+    ions = len(case.options["ion_types"]) * len(case.options["charges"]) * length
+    chunk = max(1, elements // max(1, case.mz.shape[1] * ions))
+    return [slice(start, start + chunk) for start in range(0, batch, chunk)]
+
+
+def _rows(case: Case, part: slice) -> Case:
+    names = ("logits" if case.logits is not None else "residue_masses", "mask", "mz", "intensity", "peak_mask")
+    return replace(case, **{name: getattr(case, name)[part] for name in names})
+
+
+def chunked_reference(case: Case, upstream: torch.Tensor):
     """Per-spectrum reference losses and gradient, a few spectra at a time (the (B, N, M) tensors are huge)."""
-    losses, grads = [], []
-    for start in range(0, case.mask.shape[0], chunk):
-        part = slice(start, start + chunk)
-        sub = replace(case, **{name: getattr(case, name)[part] for name in
-                               ("logits", "mask", "mz", "intensity", "peak_mask")})
-        loss, grad = run(sub, "reference", upstream[part])
-        losses.append(loss)
-        grads.append(grad)
-    return torch.cat(losses), torch.cat(grads)
+    results = [run(_rows(case, part), "reference", upstream[part]) for part in _chunks(case, 2**27)]
+    return torch.cat([loss for loss, _ in results]), torch.cat([grad for _, grad in results])
 
 
-@pytest.mark.skipif(not ON_CUDA, reason="realistic sizes need the GPU (the same maths runs above under the interpreter)")
+def drop_ambiguous_peaks(case: Case, margin: float = 1e-3) -> Case:
+    """Mask out the peaks where float32 rounding of fragment m/z decides the gradient.
+
+    A peak within ``margin`` Da of its nearest ion (the sign of o - t), or whose
+    two nearest ions are within ``margin`` Da (ppm: its equivalent) of a tie
+    (which ion gets it), measured on float64 ions. At B = 1024 a handful of
+    such peaks exist, and each would move the relative gradient error by ~1e-3.
+    """
+    keep = []
+    for part in _chunks(case, 2**26):
+        rows = _rows(case, part)
+        masses = reference.expected_residue_masses(rows.logits.double(), rows.masses)
+        ions, valid = reference.fragment_mz(masses, rows.mask, case.options["ion_types"], case.options["charges"])
+        mz = rows.mz.double()
+        diff = (mz[:, :, None] - ions[:, None, :]).abs()
+        dist = diff / ions.clamp_min(1.0)[:, None, :] * 1e6 if case.options["distance"] == "ppm" else diff
+        two = torch.where(valid[:, None, :], dist, torch.inf).topk(2, dim=-1, largest=False)
+        gap = margin / mz.abs().clamp_min(1.0) * 1e6 if case.options["distance"] == "ppm" else margin
+        on_ion = diff.gather(-1, two.indices[..., :1]).squeeze(-1) < margin
+        keep.append(~(on_ion | (two.values[..., 1] - two.values[..., 0] < gap)))
+    return replace(case, peak_mask=case.peak_mask & torch.cat(keep))
+
+
+@realistic
 @pytest.mark.parametrize(
-    "length, n_peaks, vocab, direction, distance, tau, dtype",
-    [
-        (32, 512, 28, "observed", "da", None, torch.float32),
-        (64, 2048, 64, "both", "ppm", 50.0, torch.float32),
-        (128, 4096, 64, "theoretical", "da", 0.5, torch.float32),
-        (32, 4096, 28, "both", "da", None, torch.bfloat16),
-    ],
+    "length, n_peaks, direction, distance, tau",
+    [(32, 512, "observed", "da", None), (64, 2048, "both", "ppm", TAUS["ppm"]),
+     (128, 4096, "theoretical", "da", TAUS["da"]), (32, 4096, "both", "da", None)],
 )
-def test_realistic_sizes_match_the_reference(length, n_peaks, vocab, direction, distance, tau, dtype):
-    b = make_batch(1024, length, n_peaks, vocab_size=vocab, dtype=dtype, seed=11, device=DEVICE)
-    case = Case(b.logits, b.masses, None, b.mask, b.mz, b.intensity, b.peak_mask,
-                dict(ion_types=reference.ION_TYPES, charges=(1, 2, 3), direction=direction, distance=distance,
-                     distance_scale=tau, intensity_power=1.0, reduction="none"))
+def test_realistic_sizes_grid_masses_match_the_reference(length, n_peaks, direction, distance, tau):
+    options = dict(ion_types=reference.ION_TYPES, charges=(1, 2, 3), direction=direction, distance=distance,
+                   distance_scale=tau, intensity_power=1.0, reduction="none")
+    case = make_case(Shape(BATCH, length, n_peaks, None, True, spectrum_kernels.BLOCK_N, seed=11), options,
+                     path="grid")
     upstream = upstream_for(case)
-    want = chunked_reference(case, upstream, chunk=max(1, 2**27 // (n_peaks * 18 * length)))
-    grad_tolerance = None if dtype == torch.float32 else torch.finfo(dtype).eps
-    check_agreement(case, run(case, "triton", upstream), want, FP32_TOLERANCE, rounding=True,
-                    grad_tolerance=grad_tolerance)
+    check_agreement(case, run(case, "triton", upstream), chunked_reference(case, upstream), FP32_TOLERANCE,
+                    rounding=False)
+
+
+@realistic
+@pytest.mark.parametrize(
+    "length, n_peaks, vocab, distance, tau, dtype",
+    [(32, 512, 28, "da", None, torch.float32), (64, 2048, 64, "ppm", TAUS["ppm"], torch.float32),
+     (128, 1024, 64, "da", TAUS["da"], torch.float32), (32, 4096, 28, "da", None, torch.bfloat16)],
+)
+def test_realistic_sizes_logits_match_the_reference(length, n_peaks, vocab, distance, tau, dtype):
+    b = make_batch(BATCH, length, n_peaks, vocab_size=vocab, dtype=dtype, seed=11, device=DEVICE)
+    case = drop_ambiguous_peaks(Case(
+        b.logits, b.masses, None, b.mask, b.mz, b.intensity, b.peak_mask,
+        dict(ion_types=reference.ION_TYPES, charges=(1, 2, 3), direction="observed", distance=distance,
+             distance_scale=tau, intensity_power=1.0, reduction="none")))
+    upstream = upstream_for(case)
+    check_agreement(case, run(case, "triton", upstream), chunked_reference(case, upstream), FP32_TOLERANCE,
+                    rounding=True, grad_tolerance=None if dtype == torch.float32 else torch.finfo(dtype).eps)
