@@ -7,8 +7,9 @@ stays on chip, so no atomics are needed and results are bitwise reproducible.
 
 Forward, per spectrum:
 
-1. expected mass per position (softmax of the logits in the compute dtype:
-   float32, float64 for float64 input), masked prefix sums P and suffixes
+1. expected mass per position (softmax of the logits in float64, whatever
+   their dtype), masked prefix sums P accumulated in float64 and rounded to
+   the compute dtype (float32; float64 for float64 input), suffixes
    S = P[L-1] - P, slot validity, as :func:`~peptide_losses.reference.fragment_mz`;
 2. series s = (ion type, charge) holds ``((X_l + offset) + z * proton) / z`` at
    slot l, X = P or S: an affine map of P or S, so ions are computed, never
