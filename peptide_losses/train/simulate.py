@@ -1,11 +1,13 @@
 """Simulated annotated spectra from real tryptic peptides (the trainer's embedded default).
 
-Peptides come from ``crap.fasta`` beside this module: the 116 proteins of the
-cRAP list (common Repository of Adventitious Proteins, thegpm.org; sequences
-from UniProtKB, CC BY 4.0), digested with trypsin by pyteomics (one missed
-cleavage, 7 to 18 residues, the 20 standard residues only). A stable hash
-sends a fixed fraction of them to validation, so validation peptides are never
-trained on.
+Peptides come from a synthetic proteome: 150 protein sequences of 300-700
+residues drawn (fixed seed) with the amino-acid composition of
+UniProtKB/Swiss-Prot, digested with trypsin by pyteomics (one missed cleavage,
+7 to 18 residues). The peptides are tryptic (K/R C-termini, realistic lengths
+and composition) but not those of real proteins: no protein database is
+bundled with the package. Pass ``--data`` for real annotated spectra. A stable
+hash sends a fixed fraction of them to validation, so validation peptides are
+never trained on.
 
 A spectrum holds b/y ions at fragment charges 1..max(1, z - 1), optional a
 ions and water/ammonia losses, intensities from a position-dependent model
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
@@ -28,24 +29,35 @@ from ..spectra import Preprocessing, Spectrum
 from ..vocabulary import Vocabulary
 from .config import SimulationSettings
 
-PROTEINS = Path(__file__).with_name("crap.fasta")
-STANDARD_RESIDUES = frozenset("GASPVTCLINDQKEMHFRYW")
+#: Amino-acid composition (%) of UniProtKB/Swiss-Prot, for the synthetic proteome.
+COMPOSITION = {
+    "A": 8.25, "R": 5.53, "N": 4.06, "D": 5.45, "C": 1.37, "Q": 3.93, "E": 6.75, "G": 7.07, "H": 2.27, "I": 5.96,
+    "L": 9.66, "K": 5.84, "M": 2.42, "F": 3.86, "P": 4.70, "S": 6.56, "T": 5.34, "W": 1.08, "Y": 2.92, "V": 6.87,
+}
 # Cysteines carry the fixed carbamidomethylation of real samples; methionines may be oxidised.
 FIXED = {"C": "C[Carbamidomethyl]"}
 OXIDISED = "M[Oxidation]"
 
 
+def synthetic_proteome(n_proteins: int = 150, seed: int = 0) -> list[str]:
+    """Protein sequences (300-700 residues) drawn with Swiss-Prot's composition."""
+    rng = np.random.default_rng(seed)
+    residues = np.array(list(COMPOSITION))
+    weights = np.array(list(COMPOSITION.values()))
+    weights = weights / weights.sum()
+    return ["M" + "".join(rng.choice(residues, size=rng.integers(300, 701), p=weights)) for _ in range(n_proteins)]
+
+
 @lru_cache(maxsize=4)
-def tryptic_peptides(path: Path = PROTEINS, min_length: int = 7, max_length: int = 18) -> tuple[str, ...]:
-    """Sorted unique tryptic peptides (one missed cleavage) of the proteins in ``path``."""
-    from pyteomics import fasta, parser
+def tryptic_peptides(min_length: int = 7, max_length: int = 18) -> tuple[str, ...]:
+    """Sorted unique tryptic peptides (one missed cleavage) of the synthetic proteome."""
+    from pyteomics import parser
 
     peptides: set[str] = set()
-    with fasta.read(str(path)) as proteins:
-        for _, sequence in proteins:
-            peptides |= parser.cleave(sequence, parser.expasy_rules["trypsin"], missed_cleavages=1,
-                                      min_length=min_length, max_length=max_length)
-    return tuple(sorted(p for p in peptides if set(p) <= STANDARD_RESIDUES))
+    for sequence in synthetic_proteome():
+        peptides |= parser.cleave(sequence, parser.expasy_rules["trypsin"], missed_cleavages=1,
+                                  min_length=min_length, max_length=max_length)
+    return tuple(sorted(peptides))
 
 
 def is_validation_peptide(peptide: str, fraction: float) -> bool:
