@@ -25,7 +25,7 @@ than both kernels' device time, and eager users should not pay for it.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -48,6 +48,18 @@ def _operator(name: str, implementation: Callable, fake: Callable):
     op = torch.library.custom_op(qualified, implementation, mutates_args=())
     op.register_fake(fake)
     return op
+
+
+def _backward_operator(name: str, launcher: Callable):
+    """``<name>_backward(x, masses, mask, grad_loss, grad_mass) -> grad_x`` over a backward launcher."""
+
+    def backward(
+        x: torch.Tensor, masses: Optional[torch.Tensor], mask: torch.Tensor, grad_loss: torch.Tensor,
+        grad_mass: torch.Tensor,
+    ) -> torch.Tensor:
+        return launcher(x, masses, mask, grad_loss, grad_mass)
+
+    return _operator(f"{name}_backward", backward, _gradient_fake)
 
 
 def _eager_function(forward: Callable, backward: Callable, mass_gradient: Callable) -> type:
@@ -111,15 +123,15 @@ def register_loss(
             output holds the per-spectrum loss (B,) in row 0.
         forward_fake: shapes and dtypes of ``forward``'s outputs from the
             arguments' (no data-dependent shape), for the ``custom_op`` API.
-        backward: ``(x, masses, mask, grad_loss (B,), mass_gradient) -> grad_x``,
-            annotated, grad_x contiguous in x's shape and dtype.
-        mass_gradient: picks what ``backward`` needs from ``forward``'s outputs.
+        backward: the backward launcher, ``(x, masses, mask, grad_loss (B,),
+            grad_mass) -> grad_x`` contiguous in x's shape and dtype.
+        mass_gradient: picks grad_mass from ``forward``'s outputs.
 
     Returns:
         A :class:`LossOperator` over the forward operator; gradients flow to ``x`` only.
     """
     forward_op = _operator(f"{name}_forward", forward, forward_fake)
-    backward_op = _operator(f"{name}_backward", backward, _gradient_fake)
+    backward_op = _backward_operator(name, backward)
 
     def setup_context(ctx, inputs, output):
         _save(ctx, inputs, output, mass_gradient)

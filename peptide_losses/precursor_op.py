@@ -33,16 +33,9 @@ def _forward_fake(x, masses, mask, precursor_mz, charge, scale, isotope_errors):
     return x.new_empty((3, x.shape[0]), dtype=compute_dtype(x))
 
 
-def _backward(
-    x: torch.Tensor, masses: Optional[torch.Tensor], mask: torch.Tensor, grad_loss: torch.Tensor,
-    dloss_dmass: torch.Tensor,
-) -> torch.Tensor:
-    return precursor_backward(x, masses, mask, grad_loss, dloss_dmass)
-
-
 #: (x, masses, mask, precursor_mz, charge, scale, isotope_errors) -> (3, B) rows
 #: loss, dloss/dM, counted (see :func:`peptide_losses.kernels.precursor.precursor_forward`).
-precursor_rows = register_loss("precursor_mass_loss", _forward, _forward_fake, _backward,
+precursor_rows = register_loss("precursor_mass_loss", _forward, _forward_fake, precursor_backward,
                                mass_gradient=lambda outputs: outputs[0][1])
 
 

@@ -220,8 +220,9 @@ def precursor_ppm(
     dtype = pred.dtype
     obs = observed_mz.detach().to(dtype)
     z = charge.to(dtype)
-    k = torch.tensor(list(isotope_errors), dtype=dtype, device=pred.device)
-    shifted = obs[:, None] - k[None, :] * C13_C12 / z[:, None]
+    # One column per k, from Python numbers: a tensor of the ks would be a host-to-device
+    # copy, which a CUDA-graph capture does not allow.
+    shifted = torch.stack([obs - torch.full_like(obs, k) * C13_C12 / z for k in isotope_errors], dim=-1)
     ppm = (pred[:, None] - shifted).abs() / obs[:, None] * 1e6
     return ppm.min(-1).values
 

@@ -44,17 +44,11 @@ def _forward_fake(x, masses, mask, mz, intensity, peak_mask, ion_types, charges,
     return x.new_empty((2, batch), dtype=dtype), x.new_empty((batch, length) if need_grad else (0,), dtype=dtype)
 
 
-def _backward(
-    x: torch.Tensor, masses: Optional[torch.Tensor], mask: torch.Tensor, grad_loss: torch.Tensor,
-    grad_mass: torch.Tensor,
-) -> torch.Tensor:
-    return spectrum_backward(x, masses, mask, grad_loss, grad_mass)
-
-
 #: (x, masses, mask, mz, intensity, peak_mask, ion_types, charges, direction, distance,
 #: distance_scale, intensity_power, need_grad) -> ((2, B) rows loss, counted; (B, L) dloss_b/dm_l)
-#: (see :func:`peptide_losses.kernels.spectrum.spectrum_forward`).
-spectrum_rows = register_loss("spectrum_matching_loss", _forward, _forward_fake, _backward,
+#: (see :func:`peptide_losses.kernels.spectrum.spectrum_forward`). ion_types is one string of
+#: one-letter types ("by"): operator schemas inferred by torch have no str[].
+spectrum_rows = register_loss("spectrum_matching_loss", _forward, _forward_fake, spectrum_backward,
                               mass_gradient=lambda outputs: outputs[1])
 
 
