@@ -67,6 +67,9 @@ def _worker(rank: int, port: int, backend: str, device_type: str, out: str) -> N
         _loss(ddp, features, batch, rows, vocab, backend).backward()
         if rank == 0:
             torch.save([p.grad.cpu() for p in model.parameters()], out)
+        # Without it one rank may tear down gloo while the other is still in
+        # DDP's last all-reduce: "terminate called without an active exception".
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
