@@ -205,6 +205,9 @@ def launch_config(batch: int, length: int, vocab: int | None, tile_elements: int
 
     ``tile_elements`` and ``num_warps`` override the tuned defaults (benchmarks).
     """
+    # Sizes are symbolic while torch.compile traces with dynamic shapes; block sizes are
+    # compile-time constants anyway, and bit tricks on symbols make sympy crawl: specialise.
+    batch, length, vocab = int(batch), int(length), None if vocab is None else int(vocab)
     block_l = triton.next_power_of_2(max(length, 1))
     block_v = triton.next_power_of_2(vocab) if vocab is not None else 1
     spectrum_tile = block_l * block_v

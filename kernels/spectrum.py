@@ -386,6 +386,9 @@ def launch_config(length: int, vocab: int | None, block_n: int | None = None,
     ``block_n`` (peaks per tile, a power of 2) and ``num_warps`` override the
     defaults (tests use small tiles to cross tile borders; benchmarks tune).
     """
+    # Sizes are symbolic while torch.compile traces with dynamic shapes; block sizes are
+    # compile-time constants anyway, and bit tricks on symbols make sympy crawl: specialise.
+    length, vocab = int(length), None if vocab is None else int(vocab)
     block_l = max(16, triton.next_power_of_2(max(length, 1)))
     block_v = triton.next_power_of_2(vocab) if vocab is not None else 1
     if block_l * block_v > MAX_SPECTRUM_TILE:

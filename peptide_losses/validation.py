@@ -93,11 +93,6 @@ def not_finite(t: torch.Tensor) -> torch.Tensor:
     return ~torch.isfinite(t)
 
 
-#: Default of :func:`check_options`' keywords: the caller has no such option. (None
-#: cannot serve: it is a valid distance_scale and a mistake to catch elsewhere.)
-_ABSENT = object()
-
-
 def _number(name: str, value, ok: Callable[[float], bool], expected: str) -> None:
     """``value`` is a number passing ``ok``; TypeError / ValueError naming ``name`` otherwise."""
     try:
@@ -120,20 +115,23 @@ def _integers(name: str, values, minimum: int, distinct: bool) -> None:
         raise ValueError(f"{name} must be {expected}, got {values!r}")
 
 
-def check_options(
-    *,
-    ion_types: Sequence[str] = _ABSENT,
-    charges: Sequence[int] = _ABSENT,
-    direction: str = _ABSENT,
-    distance: str = _ABSENT,
-    distance_scale: float | None = _ABSENT,
-    intensity_power: float = _ABSENT,
-    reduction: str,
-    scale: float = _ABSENT,
-    isotope_errors: Sequence[int] = _ABSENT,
-) -> None:
-    """Option values are in range; messages name the option. Options not passed are not checked."""
-    if ion_types is not _ABSENT:
+#: The options :func:`check_options` knows.
+OPTION_NAMES = ("ion_types", "charges", "direction", "distance", "distance_scale", "intensity_power",
+                "scale", "isotope_errors")
+
+
+def check_options(*, reduction: str, **options) -> None:
+    """Option values are in range; messages name the option. Only the options passed are checked.
+
+    Keywords are ``reduction`` and those of :data:`OPTION_NAMES`. Absent options are absent
+    keys, not sentinel defaults: None is a valid distance_scale, and torch 2.11's dynamo failed
+    (NotImplementedError: ObjectVariable) on ``object()`` defaults when tracing with dynamic shapes.
+    """
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(f"check_options got unknown options {unknown}")
+    if "ion_types" in options:
+        ion_types = options["ion_types"]
         expected = f"a non-empty sequence of distinct members of {ION_TYPES}"
         try:
             items = None if isinstance(ion_types, str) else list(ion_types)
@@ -141,19 +139,19 @@ def check_options(
             raise TypeError(f"ion_types must be {expected}, got {ion_types!r}") from None
         if not items or any(t not in ION_TYPES for t in items) or len(set(items)) != len(items):
             raise ValueError(f"ion_types must be {expected}, got {ion_types!r}")
-    if charges is not _ABSENT:
-        _integers("charges", charges, 1, distinct=True)
-    if direction is not _ABSENT and direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    if distance is not _ABSENT and distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
-    if distance_scale is not _ABSENT and distance_scale is not None:
-        _number("distance_scale", distance_scale, lambda x: 0 < x < float("inf"), "None or a finite number > 0")
-    if intensity_power is not _ABSENT:
-        _number("intensity_power", intensity_power, lambda x: 0 <= x < float("inf"), "a finite number >= 0")
+    if "charges" in options:
+        _integers("charges", options["charges"], 1, distinct=True)
+    if "direction" in options and options["direction"] not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {options['direction']!r}")
+    if "distance" in options and options["distance"] not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {options['distance']!r}")
+    if options.get("distance_scale") is not None:
+        _number("distance_scale", options["distance_scale"], lambda x: 0 < x < float("inf"), "None or a finite number > 0")
+    if "intensity_power" in options:
+        _number("intensity_power", options["intensity_power"], lambda x: 0 <= x < float("inf"), "a finite number >= 0")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if scale is not _ABSENT:
-        _number("scale", scale, lambda x: 0 < x < float("inf"), "a finite number > 0")
-    if isotope_errors is not _ABSENT:
-        _integers("isotope_errors", isotope_errors, 0, distinct=False)
+    if "scale" in options:
+        _number("scale", options["scale"], lambda x: 0 < x < float("inf"), "a finite number > 0")
+    if "isotope_errors" in options:
+        _integers("isotope_errors", options["isotope_errors"], 0, distinct=False)

@@ -11,8 +11,8 @@ tensors), so no test compiles a triton_op on the CPU. The training step is
 Tolerances. Eager, compiled and replayed steps run the same float32 maths, but
 Inductor may fuse a * b + c into one FMA and reorder sums, each a rounding of
 float32 (about 1e-7 relative), which the losses' differences of nearby m/z
-(~1e3 Da against ~1e-1 Da) magnify by up to 1e4: hence rtol 1e-4 compiled
-against eager. Under autocast the model's own bf16 layers may round differently
+(~1e3 Da against ~1e-1 Da) magnify by up to 1e4: hence compiled against eager
+within 1e-3 of each tensor's largest element (seen on the H100: 2e-5). Under autocast the model's own bf16 layers may round differently
 once compiled: two bf16 units more. A CUDA-graph replay runs the very kernels of
 the eager step: its results must be bitwise equal, as must two runs of one
 variant (no atomics).
@@ -36,7 +36,8 @@ ON_CUDA = DEVICE.type == "cuda"
 needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="needs a GPU")
 SIZES = TIMING_SIZES if ON_CUDA else dict(batch=4, length=8, peaks=24)
 BACKENDS = ("reference", "auto")
-COMPILED_RTOL, COMPILED_ATOL = 1e-4, 1e-6
+#: Compiled against eager: relative, and absolute as a share of each tensor's largest element.
+COMPILED_TOLERANCE = 1e-3
 
 
 @pytest.fixture(autouse=True)
@@ -51,13 +52,11 @@ def inputs(seed: int) -> dict[str, torch.Tensor]:
     return make_inputs(**SIZES, device=DEVICE, seed=seed)
 
 
-def assert_results_close(got, want, rtol: float, atol: float, *, bf16_ulps: int = 0) -> None:
-    """Loss, gradients and updated weights agree; ``bf16_ulps`` widens each tensor's tolerance
-    by that many bf16 units of its largest element (the model's own bf16 matmuls under autocast)."""
+def assert_results_close(got, want, tolerance: float) -> None:
+    """Loss, gradients and updated weights agree within ``tolerance`` relative to each element
+    and to each tensor's largest element (0: bitwise)."""
     for a, b in zip([got.loss, *got.grads, *got.weights], [want.loss, *want.grads, *want.weights]):
-        ulp = torch.finfo(torch.bfloat16).eps * b.abs().max().item()
-        torch.testing.assert_close(a, b, rtol=rtol + bf16_ulps * torch.finfo(torch.bfloat16).eps,
-                                   atol=atol + bf16_ulps * ulp)
+        torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance * b.abs().max().item())
     assert any(g.abs().sum() > 0 for g in want.grads)
 
 
@@ -103,12 +102,14 @@ def _functional_call(variant: str, backend: str):
     return call, data.logits
 
 
+@pytest.mark.parametrize("dynamic", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("variant", ["vocabulary", "residue masses", "reduction none", "integer masks"])
-def test_public_functions_trace_into_one_graph(variant, backend):
-    """fullgraph=True raises on any graph break; dynamo's eager backend keeps this cheap."""
+def test_public_functions_trace_into_one_graph(variant, backend, dynamic):
+    """fullgraph=True raises on any graph break, with static or symbolic shapes (a second batch
+    shape makes torch.compile trace with symbolic ones); dynamo's eager backend keeps this cheap."""
     call, logits = _functional_call(variant, backend)
-    compiled = torch.compile(call, fullgraph=True, backend="eager")
+    compiled = torch.compile(call, fullgraph=True, backend="eager", dynamic=dynamic)
     assert torch.equal(compiled(logits), call(logits))
 
 
@@ -122,7 +123,8 @@ def test_compiled_training_step_matches_eager(backend, autocast):
     step = inputs(1)
     got, code = run_and_get_code(compiled.step, step)
     code = "\n".join(code)
-    assert_results_close(got, eager.step(step), COMPILED_RTOL, COMPILED_ATOL, bf16_ulps=2 if autocast else 0)
+    bf16_ulps = 2 * torch.finfo(torch.bfloat16).eps if autocast else 0.0
+    assert_results_close(got, eager.step(step), COMPILED_TOLERANCE + bf16_ulps)
     assert compiled.step(step).equals(got)
 
     if backend == "reference":
@@ -174,7 +176,7 @@ def test_cuda_graph_replay_of_a_training_step_equals_eager(backend, autocast):
     graph.step(inputs(0))  # captures
     replayed = graph.step(inputs(1))
     want = eager.step(inputs(1))
-    assert_results_close(replayed, want, rtol=0, atol=0)
+    assert_results_close(replayed, want, 0.0)
     assert graph.step(inputs(1)).equals(replayed)
 
 
