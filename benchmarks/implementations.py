@@ -24,9 +24,13 @@ from peptide_losses.synthetic import LossBatch
 from .grid import Case
 
 IMPLEMENTATIONS = ("triton", "eager", "compile", "keops")
+#: fwd+bwd captured once in a CUDA graph and replayed: the device time without
+#: the host's launch cost (see :mod:`benchmarks.measure`). CUDA only.
+GRAPH_MODE = "fwd+bwd graph"
 #: Which modes each implementation has; the KeOps search has no backward.
-MODES = {"triton": ("forward", "backward", "fwd+bwd"), "eager": ("forward", "backward", "fwd+bwd"),
-         "compile": ("forward", "backward", "fwd+bwd"), "keops": ("forward",)}
+MODES = {"triton": ("forward", "backward", "fwd+bwd", GRAPH_MODE),
+         "eager": ("forward", "backward", "fwd+bwd", GRAPH_MODE),
+         "compile": ("forward", "backward", "fwd+bwd", GRAPH_MODE), "keops": ("forward",)}
 #: Stands in for invalid ions in the KeOps search: farther than any peak.
 FAR_MZ = 1e30
 
@@ -35,6 +39,11 @@ LossFn = Callable[[LossBatch], torch.Tensor]
 
 class NotRun(Exception):
     """The implementation cannot run here; the message says why."""
+
+
+def modes(impl: str, device: torch.device) -> tuple[str, ...]:
+    """``impl``'s modes on ``device``: no graph replay without CUDA."""
+    return tuple(m for m in MODES[impl] if m != GRAPH_MODE or device.type == "cuda")
 
 
 def applies(impl: str, case: Case) -> bool:

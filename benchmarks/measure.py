@@ -7,6 +7,10 @@ Modes, all from logits with ``requires_grad`` (as in training):
   re-run before each call, outside the timed region, so the L2 holds what a
   forward leaves behind, as in a training step.
 - ``fwd+bwd``: loss then gradient, both timed.
+- ``fwd+bwd graph``: the same captured once in a CUDA graph (on the first input
+  set) and replayed, the L2 flushed before each replay: the device time of the
+  step without the host's launch cost, which dominates small losses' latency
+  on a slow host. Replays allocate nothing, so this mode has no memory column.
 
 A failure in one mode becomes that row's status (out of memory: ``skipped``;
 anything else: ``failed``) and the other modes still run.
@@ -26,7 +30,7 @@ from peptide_losses.synthetic import LossBatch, make_batch
 from . import implementations
 from .grid import Case
 from .roofline import DeviceRates, floor_bytes, floor_ops, floor_seconds, input_bytes
-from .timing import L2Flush, Timing, TimingSettings, peak_extra_memory, time_step
+from .timing import L2Flush, Timing, TimingSettings, capture_graph, peak_extra_memory, time_step
 
 #: Inputs are rotated among copies whose total size is at least this (or 8 copies),
 #: so a call rarely finds its inputs in the L2 even before the flush.
@@ -57,6 +61,9 @@ def mode_step(mode: str, loss_fn, sets: list[LossBatch]) -> tuple[Callable[[int]
         return pick, loss_fn
     if mode == "fwd+bwd":
         return pick, lambda batch: torch.autograd.grad(loss_fn(batch), batch.logits)
+    if mode == implementations.GRAPH_MODE:
+        graph = capture_graph(lambda: torch.autograd.grad(loss_fn(sets[0]), sets[0].logits))
+        return (lambda i: graph), (lambda g: g.replay())
     if mode == "backward":
         def forward(i: int):
             batch = pick(i)
@@ -122,6 +129,8 @@ def timing_fields(timing: Timing, peak_bytes: int | None) -> dict:
 
 
 def roofline_fields(case: Case, mode: str, rates: DeviceRates, median_ms: float | None) -> dict:
+    if mode == implementations.GRAPH_MODE:
+        mode = "fwd+bwd"  # the same work, launched differently
     floor_ms = floor_seconds(case, mode, rates) * 1e3
     return {
         "floor_bytes": floor_bytes(case, mode), "floor_ops": floor_ops(case, mode), "floor_ms": floor_ms,
@@ -135,7 +144,7 @@ def measure(
 ) -> list[dict]:
     """One row per mode of ``impl`` on ``case``: status, timing, memory, roofline."""
     device = sets[0].logits.device
-    modes = implementations.MODES[impl]
+    modes = implementations.modes(impl, device)
     built = {}
     status = too_large(impl, case, device) or attempt(
         lambda: built.setdefault("loss_fn", implementations.build(impl, case, sets)), device)
@@ -147,7 +156,8 @@ def measure(
             def work():
                 prepare, timed = mode_step(mode, loss_fn, sets)
                 timing = time_step(prepare, timed, device, settings, flush)
-                peak = peak_extra_memory(prepare, timed, device)
+                graph = mode == implementations.GRAPH_MODE
+                peak = None if graph else peak_extra_memory(prepare, timed, device)
                 row.update(timing_fields(timing, peak))
                 if mode == "forward" and impl != "keops":
                     # With grad on, as timed: no_grad would make torch.compile recompile.

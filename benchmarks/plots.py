@@ -17,7 +17,7 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator  # noqa:
 
 from .goals import number  # noqa: E402
 from .grid import Case  # noqa: E402
-from .implementations import IMPLEMENTATIONS  # noqa: E402
+from .implementations import GRAPH_MODE, IMPLEMENTATIONS  # noqa: E402
 from .measure import case_fields  # noqa: E402
 from .report import MODE_ORDER  # noqa: E402
 
@@ -60,7 +60,8 @@ def plot_axis(rows: list[dict], center: Case, axis: str, path: Path) -> bool:
                 xs, ys = _series(_one_per_case(in_mode, axis), axis, "floor_ms")
                 ax.plot(xs, ys, "k--", linewidth=1, label="roofline floor")
             if not ax.lines:
-                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+                text = "a replay allocates nothing" if mode == GRAPH_MODE and column != "ms" else "not measured"
+                ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
             else:
                 ax.set_xscale("log")
                 ax.set_yscale("log")

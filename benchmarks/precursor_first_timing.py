@@ -28,6 +28,8 @@ from peptide_losses.kernels.precursor import launch_config, precursor_backward, 
 from peptide_losses.precursor_op import precursor_mass_loss_fused
 from peptide_losses.synthetic import make_batch
 
+from .timing import capture_graph
+
 BATCH, LENGTH, VOCAB = 4096, 32, 28
 INPUT_SETS = 8
 OPTIONS = dict(scale=100.0, isotope_errors=(0, 1), reduction="mean")
@@ -64,16 +66,11 @@ def median_ms(fn):
 
 def graph_ms(step, calls):
     """Device time per call of ``step``: one CUDA graph of ``calls`` calls (one per input set), replayed."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
+    def every_set():
         for _ in range(calls):
             step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            step()
+
+    graph = capture_graph(every_set, warmup=1)
     return do_bench(graph.replay, warmup=20, rep=200, return_mode="median") / calls
 
 

@@ -13,16 +13,17 @@ from pathlib import Path
 
 from . import goals
 from .goals import number
-from .implementations import IMPLEMENTATIONS
+from .implementations import GRAPH_MODE, IMPLEMENTATIONS
 
 KEY = ("loss", "impl", "mode", "B", "L", "N", "V", "ions", "charges", "dtype")
 COLUMNS = (
     *KEY, "M", "status", "ms", "ms_p20", "ms_p80", "iters", "peak_extra_mib", "loss_value",
     "floor_bytes", "floor_ops", "floor_ms", "vs_floor", "copy_gbps", "fp32_tfma", "fp32_method",
-    "device", "driver", "cuda", "torch", "triton", "date",
+    "host_floor_ms", "device", "driver", "cuda", "torch", "triton", "date",
 )
-ENVIRONMENT = ("device", "driver", "cuda", "torch", "triton", "date", "copy_gbps", "fp32_tfma", "fp32_method")
-MODE_ORDER = ("fwd+bwd", "forward", "backward")
+ENVIRONMENT = ("device", "driver", "cuda", "torch", "triton", "date", "copy_gbps", "fp32_tfma", "fp32_method",
+               "host_floor_ms")
+MODE_ORDER = ("fwd+bwd", GRAPH_MODE, "forward", "backward")
 #: The loss column of end-to-end training-step rows.
 TRAIN_STEP = "train_step"
 TITLES = {"spectrum": "Spectrum matching loss", "precursor": "Precursor mass loss"}
@@ -131,10 +132,11 @@ def environment_lines(rows: list[dict]) -> list[str]:
     lines = ["| | |", "|---|---|"]
     for column in ENVIRONMENT:
         values = sorted({r.get(column, "") for r in rows} - {""})
-        if column in ("copy_gbps", "fp32_tfma"):
+        if column in ("copy_gbps", "fp32_tfma", "host_floor_ms"):
             values = [short(float(v)) for v in values]
         label = {"copy_gbps": "HBM copy GB/s (measured)", "fp32_tfma": "fp32 T FMA/s (measured)",
-                 "fp32_method": "fp32 rate method"}.get(column, column)
+                 "fp32_method": "fp32 rate method",
+                 "host_floor_ms": "host floor ms: latency of grad(x.sum(), x), 1 element"}.get(column, column)
         lines.append(f"| {label} | {', '.join(values)} |")
     return lines
 
@@ -163,8 +165,9 @@ def reason_lines(rows: list[dict]) -> list[str]:
 
 def markdown(rows: list[dict], notes: list[str], plots: list[str]) -> str:
     lines = [f"# Benchmark results: {', '.join(sorted({r['device'] for r in rows}))}", ""]
-    lines += ["Times: median latency of one call in ms (cold L2, idle GPU at the start; see",
-              "benchmarks/README.md). MiB: peak memory allocated beyond the inputs. floor: the",
+    lines += ["Times: median latency of one call in ms (cold L2, idle GPU at the start, host launch",
+              "cost included; see benchmarks/README.md); `fwd+bwd graph`: the device time of fwd+bwd",
+              "replayed from a CUDA graph. MiB: peak memory allocated beyond the inputs. floor: the",
               "roofline (HBM bytes over the measured copy bandwidth, or the search's fp32 work).",
               "`eager / triton` and `compile / triton` are speed-ups of triton (> 1: triton faster).",
               "OOM: out of memory; n/a: not run; fail: failed (reasons at the end).", ""]

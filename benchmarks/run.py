@@ -23,7 +23,7 @@ from .environment import describe, device_name, slug
 from .measure import case_fields, failure_status, input_sets, measure, release_memory
 from .plots import write_plots
 from .roofline import measure_rates
-from .timing import L2Flush, settings_for
+from .timing import L2Flush, host_floor_ms, settings_for
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 CPU_IMPLS = ("eager", "triton", "keops")
@@ -84,7 +84,7 @@ def plan(args) -> list[tuple[grid.Case, list[str]]]:
         impls = [
             impl for impl in args.impl
             if implementations.applies(impl, case)
-            and not all(_key(case, impl, mode) in done for mode in implementations.MODES[impl])
+            and not all(_key(case, impl, mode) in done for mode in implementations.modes(impl, args.device))
         ]
         if impls:
             tasks.append((case, impls))
@@ -110,11 +110,13 @@ class Session:
         self.notes: list[str] = []
         print(f"measuring {args.device} rates (HBM copy, fp32 FMA)...", file=sys.stderr)
         self.rates = measure_rates(args.device)
-        self.shared = {**describe(args.device), "copy_gbps": self.rates.copy_bytes_per_s / 1e9,
-                       "fp32_tfma": self.rates.fp32_ops_per_s / 1e12, "fp32_method": self.rates.fp32_method}
-        print(f"{self.shared['device']}: copy {self.shared['copy_gbps']:.0f} GB/s, "
-              f"fp32 {self.shared['fp32_tfma']:.1f} T FMA/s ({self.rates.fp32_method})", file=sys.stderr)
         self.settings = settings_for(args.device)
+        self.shared = {**describe(args.device), "copy_gbps": self.rates.copy_bytes_per_s / 1e9,
+                       "fp32_tfma": self.rates.fp32_ops_per_s / 1e12, "fp32_method": self.rates.fp32_method,
+                       "host_floor_ms": host_floor_ms(args.device, self.settings)}
+        print(f"{self.shared['device']}: copy {self.shared['copy_gbps']:.0f} GB/s, "
+              f"fp32 {self.shared['fp32_tfma']:.1f} T FMA/s ({self.rates.fp32_method}), "
+              f"host floor {self.shared['host_floor_ms']:.3f} ms", file=sys.stderr)
         self.flush = L2Flush(args.device)
 
     def record(self, new_rows: list[dict]) -> None:
@@ -134,7 +136,7 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory for the inputs alone
             status = f"{failure_status(exc)} (building the inputs)"
             self.record([{**case_fields(case), "impl": i, "mode": m, "status": status}
-                         for i in impls for m in implementations.MODES[i]])
+                         for i in impls for m in implementations.modes(i, self.args.device)])
             progress(len(impls), f"{case.label()}: {status}")
             return
         for impl in impls:

@@ -154,6 +154,32 @@ def time_step(
     return summarize(watch.samples_ms())
 
 
+def host_floor_ms(device: torch.device, settings: TimingSettings) -> float:
+    """Median latency of the smallest autograd step, ``grad(x.sum(), x)`` on one element.
+
+    No loss's ``fwd+bwd`` latency can go below it: it is the host's cost of a
+    forward op, the autograd engine and a backward op, which on a slow host is
+    larger than the device time of a whole fused loss.
+    """
+    x = torch.ones(1, device=device, requires_grad=True)
+    return time_step(lambda i: None, lambda _: torch.autograd.grad(x.sum(), x), device, settings).median_ms
+
+
+def capture_graph(step: Callable[[], Any], warmup: int = 3) -> "torch.cuda.CUDAGraph":
+    """``step`` captured in a CUDA graph, after warm-up calls on a side stream
+    (autograd and lazily initialised state must not first run inside a capture)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph
+
+
 def peak_extra_memory(prepare: Callable[[int], Any], timed: Callable[[Any], Any], device: torch.device) -> int | None:
     """Bytes allocated by one ``timed`` call beyond what existed before it; None off CUDA.
 

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 import torch
 
 from .backend import interpreter_enabled
+from .reference import reduce_spectra
 
 NAMESPACE = "peptide_losses"
 
@@ -62,48 +63,65 @@ def _backward_operator(name: str, launcher: Callable):
     return _operator(f"{name}_backward", backward, _gradient_fake)
 
 
-def _eager_function(forward: Callable, backward: Callable, mass_gradient: Callable) -> type:
-    """The same forward/backward pair as an autograd.Function (no dispatcher)."""
+def _eager_function(forward: Callable, backward: Callable, mass_gradient: Callable, loss_rows: Callable) -> type:
+    """The same forward/backward pair, and the reduction, as one autograd.Function (no dispatcher).
+
+    The reduction is inside so that backward is one autograd node: on a slow host
+    each node of torch's own reduction (sum, div, clamp, unbind) costs more host
+    time than the fused kernels take on the device.
+    """
 
     class EagerLoss(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x, masses, mask, *rest):
-            output = forward(x, masses, mask, *rest)
+        def forward(ctx, reduction, x, masses, mask, *rest):
+            output = _outputs(forward(x, masses, mask, *rest))
             _save(ctx, (x, masses, mask), output, mass_gradient)
-            return output
+            per_spectrum, counted = loss_rows(output)
+            loss, ctx.denominator = reduce_spectra(per_spectrum, counted, reduction)
+            ctx.batch = per_spectrum.shape[0]
+            return loss
 
         @staticmethod
-        def backward(ctx, *grads):
-            return _gradient(backward, ctx, grads)
+        def backward(ctx, grad):
+            if grad.ndim == 0:  # "sum" or "mean": every spectrum's loss has the same weight
+                grad = (grad if ctx.denominator is None else grad / ctx.denominator).expand(ctx.batch)
+            return (None, *_gradient(backward, ctx, grad, ctx.needs_input_grad[1:]))
 
     return EagerLoss
 
 
-def _save(ctx, inputs: tuple, output, mass_gradient: Callable) -> None:
+def _outputs(output) -> tuple:
+    """An operator's outputs as a tuple (a single tensor is a one-tuple)."""
+    return output if isinstance(output, tuple) else (output,)
+
+
+def _save(ctx, inputs: tuple, outputs: tuple, mass_gradient: Callable) -> None:
     """Keep x, masses, mask and the per-spectrum mass gradient for backward."""
     x, masses, mask = inputs[:3]
-    ctx.save_for_backward(x, masses, mask, mass_gradient(output if isinstance(output, tuple) else (output,)))
+    ctx.save_for_backward(x, masses, mask, mass_gradient(outputs))
 
 
-def _gradient(backward: Callable, ctx, grads: tuple) -> tuple:
-    """Gradients of (x, masses, mask, *rest): only x gets one."""
+def _gradient(backward: Callable, ctx, grad_loss: torch.Tensor, needs_input_grad: tuple) -> tuple:
+    """Gradients of (x, masses, mask, *rest) from the per-spectrum upstream gradient (B,): only x gets one."""
     x, masses, mask, grad_mass = ctx.saved_tensors
-    grad_x = backward(x, masses, mask, grads[0][0], grad_mass) if ctx.needs_input_grad[0] else None
-    return (grad_x, *(None,) * (len(ctx.needs_input_grad) - 1))
+    grad_x = backward(x, masses, mask, grad_loss, grad_mass) if needs_input_grad[0] else None
+    return (grad_x, *(None,) * (len(needs_input_grad) - 1))
 
 
 class LossOperator:
-    """Calls the registered operator (``.op``) while torch.compile traces, the
-    eager autograd.Function otherwise; both run the same launchers."""
+    """``(reduction, x, masses, mask, *rest) -> loss``: the registered operator
+    (``.op``) and torch's reduction while torch.compile traces, the eager
+    autograd.Function otherwise; both run the same launchers and give the same numbers."""
 
-    def __init__(self, op, eager: type) -> None:
+    def __init__(self, op, eager: type, loss_rows: Callable) -> None:
         self.op = op
         self.eager = eager
+        self.loss_rows = loss_rows
 
-    def __call__(self, *args):
+    def __call__(self, reduction: str, *args):
         if torch.compiler.is_compiling():
-            return self.op(*args)
-        return self.eager.apply(*args)
+            return reduce_spectra(*self.loss_rows(_outputs(self.op(*args))), reduction)[0]
+        return self.eager.apply(reduction, *args)
 
 
 def register_loss(
@@ -112,6 +130,7 @@ def register_loss(
     forward_fake: Callable,
     backward: Callable,
     mass_gradient: Callable[[tuple], torch.Tensor],
+    loss_rows: Callable[[tuple], tuple[torch.Tensor, torch.Tensor]],
 ):
     """Register ``<name>_forward`` / ``<name>_backward`` and the autograd joining them.
 
@@ -119,25 +138,27 @@ def register_loss(
         name: the loss's operator prefix, e.g. ``"precursor_mass_loss"``.
         forward: ``(x, masses, mask, *data, *options) -> outputs``, annotated
             (the annotations are the operator schema). x: logits (B, L, V) with
-            masses (V,), or residue masses (B, L) with masses None. Its first
-            output holds the per-spectrum loss (B,) in row 0.
+            masses (V,), or residue masses (B, L) with masses None.
         forward_fake: shapes and dtypes of ``forward``'s outputs from the
             arguments' (no data-dependent shape), for the ``custom_op`` API.
         backward: the backward launcher, ``(x, masses, mask, grad_loss (B,),
             grad_mass) -> grad_x`` contiguous in x's shape and dtype.
-        mass_gradient: picks grad_mass from ``forward``'s outputs.
+        mass_gradient: picks grad_mass from ``forward``'s outputs (as a tuple).
+        loss_rows: picks (per-spectrum loss (B,), counted flags (B,)) from
+            them; the loss must be row 0 of the first output.
 
     Returns:
-        A :class:`LossOperator` over the forward operator; gradients flow to ``x`` only.
+        A :class:`LossOperator`; gradients flow to ``x`` only.
     """
     forward_op = _operator(f"{name}_forward", forward, forward_fake)
     backward_op = _backward_operator(name, backward)
 
     def setup_context(ctx, inputs, output):
-        _save(ctx, inputs, output, mass_gradient)
+        _save(ctx, inputs, _outputs(output), mass_gradient)
 
     def gradient(ctx, *grads):
-        return _gradient(backward_op, ctx, grads)
+        # The per-spectrum loss is row 0 of the first output (both losses' layout).
+        return _gradient(backward_op, ctx, grads[0][0], ctx.needs_input_grad)
 
     forward_op.register_autograd(gradient, setup_context=setup_context)
-    return LossOperator(forward_op, _eager_function(forward, backward, mass_gradient))
+    return LossOperator(forward_op, _eager_function(forward, backward, mass_gradient, loss_rows), loss_rows)

@@ -14,7 +14,7 @@ import torch
 
 from .custom_ops import register_loss
 from .kernels.precursor import precursor_backward, precursor_forward
-from .reference import _reduce, compute_dtype
+from .reference import compute_dtype
 
 
 def _forward(
@@ -33,10 +33,12 @@ def _forward_fake(x, masses, mask, precursor_mz, charge, scale, isotope_errors):
     return x.new_empty((3, x.shape[0]), dtype=compute_dtype(x))
 
 
-#: (x, masses, mask, precursor_mz, charge, scale, isotope_errors) -> (3, B) rows
-#: loss, dloss/dM, counted (see :func:`peptide_losses.kernels.precursor.precursor_forward`).
-precursor_rows = register_loss("precursor_mass_loss", _forward, _forward_fake, precursor_backward,
-                               mass_gradient=lambda outputs: outputs[0][1])
+#: (reduction, x, masses, mask, precursor_mz, charge, scale, isotope_errors) -> loss. Its
+#: operator ``.op`` gives the (3, B) rows loss, dloss/dM, counted (see
+#: :func:`peptide_losses.kernels.precursor.precursor_forward`).
+precursor_loss = register_loss("precursor_mass_loss", _forward, _forward_fake, precursor_backward,
+                               mass_gradient=lambda outputs: outputs[0][1],
+                               loss_rows=lambda outputs: (outputs[0][0], outputs[0][2]))
 
 
 def precursor_mass_loss_fused(
@@ -64,5 +66,4 @@ def precursor_mass_loss_fused(
         ``"mean"`` / ``"sum"``, (B,) for ``"none"``.
     """
     x, masses = (logits, masses) if logits is not None else (residue_masses, None)
-    loss, _, counted = precursor_rows(x, masses, mask, precursor_mz, charge, float(scale), list(isotope_errors))
-    return _reduce(loss, counted, reduction)
+    return precursor_loss(reduction, x, masses, mask, precursor_mz, charge, float(scale), list(isotope_errors))

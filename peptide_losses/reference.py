@@ -108,14 +108,26 @@ def _log_scaled(d: torch.Tensor, scale: float | None) -> torch.Tensor:
     return d if scale is None else scale * torch.log1p(d / scale)
 
 
-def _reduce(per_spectrum: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Mean over counted spectra (0 if none), sum, or the (B,) vector."""
+def reduce_spectra(
+    per_spectrum: torch.Tensor, counted: torch.Tensor, reduction: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The reduced loss and, for ``"mean"``, its denominator.
+
+    Mean over counted spectra (0 if none), sum, or the (B,) vector. d loss / d
+    per_spectrum[b] is 1 / denominator for the mean, 1 otherwise (the fused
+    losses' backward uses that instead of autograd nodes).
+    """
     if reduction == "none":
-        return per_spectrum
+        return per_spectrum, None
     total = per_spectrum.sum()
     if reduction == "sum":
-        return total
-    return total / counted.sum().clamp_min(1).to(total.dtype)
+        return total, None
+    denominator = counted.sum().clamp_min(1).to(total.dtype)
+    return total / denominator, denominator
+
+
+def _reduce(per_spectrum: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
+    return reduce_spectra(per_spectrum, counted, reduction)[0]
 
 
 def spectrum_matching_loss(

@@ -14,7 +14,7 @@ import torch
 
 from .custom_ops import register_loss
 from .kernels.spectrum import spectrum_backward, spectrum_forward
-from .reference import _reduce, compute_dtype
+from .reference import compute_dtype
 
 
 def _forward(
@@ -44,12 +44,13 @@ def _forward_fake(x, masses, mask, mz, intensity, peak_mask, ion_types, charges,
     return x.new_empty((2, batch), dtype=dtype), x.new_empty((batch, length) if need_grad else (0,), dtype=dtype)
 
 
-#: (x, masses, mask, mz, intensity, peak_mask, ion_types, charges, direction, distance,
-#: distance_scale, intensity_power, need_grad) -> ((2, B) rows loss, counted; (B, L) dloss_b/dm_l)
-#: (see :func:`peptide_losses.kernels.spectrum.spectrum_forward`). ion_types is one string of
-#: one-letter types ("by"): operator schemas inferred by torch have no str[].
-spectrum_rows = register_loss("spectrum_matching_loss", _forward, _forward_fake, spectrum_backward,
-                              mass_gradient=lambda outputs: outputs[1])
+#: (reduction, x, masses, mask, mz, intensity, peak_mask, ion_types, charges, direction, distance,
+#: distance_scale, intensity_power, need_grad) -> loss. Its operator ``.op`` gives ((2, B) rows
+#: loss, counted; (B, L) dloss_b/dm_l) (see :func:`peptide_losses.kernels.spectrum.spectrum_forward`).
+#: ion_types is one string of one-letter types ("by"): operator schemas inferred by torch have no str[].
+spectrum_loss = register_loss("spectrum_matching_loss", _forward, _forward_fake, spectrum_backward,
+                              mass_gradient=lambda outputs: outputs[1],
+                              loss_rows=lambda outputs: (outputs[0][0], outputs[0][1]))
 
 
 def spectrum_matching_loss_fused(
@@ -84,10 +85,8 @@ def spectrum_matching_loss_fused(
         ``"sum"``, (B,) for ``"none"``.
     """
     x, masses = (logits, masses) if logits is not None else (residue_masses, None)
-    rows, _ = spectrum_rows(
-        x, masses, mask, mz, intensity, peak_mask, "".join(ion_types), list(charges), direction, distance,
-        None if distance_scale is None else float(distance_scale), float(intensity_power),
+    return spectrum_loss(
+        reduction, x, masses, mask, mz, intensity, peak_mask, "".join(ion_types), list(charges), direction,
+        distance, None if distance_scale is None else float(distance_scale), float(intensity_power),
         torch.is_grad_enabled() and x.requires_grad,
     )
-    loss, counted = rows.unbind(0)
-    return _reduce(loss, counted, reduction)
