@@ -8,6 +8,7 @@ each measurement, then ``results.md`` and the PNG plots. See benchmarks/README.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -183,15 +184,28 @@ class Session:
                               "not run; rerun the same command with --resume to continue")
 
 
+@contextlib.contextmanager
+def _interpreter_if_cpu(device: torch.device):
+    """``TRITON_INTERPRET=1`` (unless set) while measuring on the CPU, restored after:
+    Triton kernels on CPU tensors need the interpreter, and a caller in a GPU
+    process (the tests) must get compiled kernels back."""
+    if device.type != "cpu" or "TRITON_INTERPRET" in os.environ:
+        yield
+        return
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        del os.environ["TRITON_INTERPRET"]
+
+
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    if args.device.type == "cpu":
-        # Triton kernels on CPU tensors need the interpreter, set before triton is imported.
-        os.environ.setdefault("TRITON_INTERPRET", "1")
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        session = Session(args)
-        session.run(plan(args))
+        with _interpreter_if_cpu(args.device):
+            session = Session(args)
+            session.run(plan(args))
     finally:
         signal.signal(signal.SIGTERM, previous)
     finish(session.folder, session.notes, grid.grid_centers(args.grid))

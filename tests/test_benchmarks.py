@@ -5,6 +5,7 @@ what the harness computes and writes.
 """
 
 import math
+import os
 
 import pytest
 import torch
@@ -238,7 +239,9 @@ def test_goals_judge_latency_and_graph_replay_separately():
 def test_smoke_run_writes_csv_markdown_and_plots_then_resumes(tmp_path):
     argv = ["--device", "cpu", "--grid", "smoke", "--loss", "precursor", "--impl", "eager",
             "--dtype", "fp32", "--no-end-to-end", "--results", str(tmp_path)]
+    interpreter = os.environ.get("TRITON_INTERPRET")
     folder = run.main(argv)
+    assert os.environ.get("TRITON_INTERPRET") == interpreter  # a GPU process keeps compiled kernels
     rows = report.read_csv(folder / "results.csv")
     cases = grid.select(grid.grid_cases("smoke"), losses=["precursor"], dtypes=["fp32"])
     assert {(r["B"], r["L"], r["mode"]) for r in rows} == {
