@@ -62,7 +62,7 @@ def mode_step(mode: str, loss_fn, sets: list[LossBatch]) -> tuple[Callable[[int]
     if mode == "fwd+bwd":
         return pick, lambda batch: torch.autograd.grad(loss_fn(batch), batch.logits)
     if mode == implementations.GRAPH_MODE:
-        graph = capture_graph(lambda: torch.autograd.grad(loss_fn(sets[0]), sets[0].logits))
+        graph, _ = capture_graph(lambda: torch.autograd.grad(loss_fn(sets[0]), sets[0].logits))
         return (lambda i: graph), (lambda g: g.replay())
     if mode == "backward":
         def forward(i: int):

@@ -70,7 +70,7 @@ def graph_ms(step, calls):
         for _ in range(calls):
             step()
 
-    graph = capture_graph(every_set, warmup=1)
+    graph, _ = capture_graph(every_set, warmup=1)
     return do_bench(graph.replay, warmup=20, rep=200, return_mode="median") / calls
 
 

@@ -24,6 +24,8 @@ from torch import nn
 from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary
 from peptide_losses.synthetic import make_batch
 
+from .timing import TimingSettings, capture_graph, time_step
+
 FEATURES = 32
 HIDDEN = 64
 DISTANCE_SCALE = 0.05  # Da
@@ -128,17 +130,8 @@ class Trainer:
         and put back the weights the warm-up steps moved (capturing runs nothing)."""
         weights = [p.detach().clone() for p in self.module.parameters()]
         self.static_inputs = {k: v.clone() for k, v in inputs.items()}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self._eager_step(self.static_inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.static_loss = train_step(self.forward, self.module, self.optimizer, self.static_inputs,
-                                          autocast=self.autocast)
+        # zero_grad(set_to_none) inside the capture: the gradients are allocated in the graph's pool.
+        self.graph, self.static_loss = capture_graph(lambda: self._eager_step(self.static_inputs))
         self._restore(weights)
 
     def run(self, inputs) -> torch.Tensor:
@@ -162,7 +155,6 @@ class Trainer:
 
 def main() -> None:
     from .environment import describe
-    from .timing import TimingSettings, time_step
 
     device = torch.device("cuda")
     settings = TimingSettings(warmup=5, min_iters=20, max_iters=200, target_seconds=0.5)

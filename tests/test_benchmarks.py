@@ -167,14 +167,14 @@ def test_captured_step_replays_on_new_input_values():
     case = precursor_case(64, 16)
     (batch,) = measure.input_sets(case, torch.device("cuda"))[:1]
     loss_fn = implementations.build("triton", case, [batch])
-    grads = []
-    graph = capture_graph(lambda: grads.append(torch.autograd.grad(loss_fn(batch), batch.logits)[0]))
+    (before,) = torch.autograd.grad(loss_fn(batch), batch.logits)
+    graph, (replayed,) = capture_graph(lambda: torch.autograd.grad(loss_fn(batch), batch.logits))
     with torch.no_grad():
         batch.logits.mul_(-0.5)
     graph.replay()
     (expected,) = torch.autograd.grad(loss_fn(batch), batch.logits)
-    torch.testing.assert_close(grads[-1], expected)
-    assert not torch.equal(grads[0], grads[-1])
+    torch.testing.assert_close(replayed, expected)
+    assert not torch.equal(before, replayed)
 
 
 # ---------------------------------------------------------------- CSV and Markdown
