@@ -14,10 +14,13 @@ from typing import Iterable, Sequence
 
 import torch
 
+from peptide_losses.vocabulary import Vocabulary
+
 LOSSES = ("spectrum", "precursor")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-#: Vocabulary size of every case (the default vocabulary without one N-terminal mod).
-VOCAB_SIZE = 28
+#: Vocabulary size of every case: the default vocabulary's (29: no row of (B, L, V) logits
+#: starts on a vector boundary, the case the kernels' row windows exist for).
+VOCAB_SIZE = len(Vocabulary.default())
 
 BY = ("b", "y")
 ALL_IONS = ("a", "b", "c", "x", "y", "z")

@@ -24,7 +24,8 @@ import triton
 from triton.testing import do_bench
 
 from peptide_losses import reference
-from peptide_losses.kernels.precursor import launch_config, precursor_backward, precursor_forward
+from peptide_losses.kernels.common import row_config
+from peptide_losses.kernels.precursor import precursor_backward, precursor_forward
 from peptide_losses.precursor_op import precursor_mass_loss_fused
 from peptide_losses.synthetic import make_batch
 
@@ -143,10 +144,11 @@ def main() -> None:
         value_err, grad_err = max_relative_error(sets)
         print(f"[{name}] vs eager: value rel err {value_err:.2e}, grad rel norm err {grad_err:.2e}; "
               f"bitwise repeatable: {bitwise_repeatable(sets)}")
-        default = launch_config(BATCH, LENGTH, VOCAB)
+        size = sets[0].logits.element_size()
+        default = row_config(BATCH, LENGTH, VOCAB, element_size=size)
         sweep = []
-        for tile, warps in itertools.product((1024, 2048, 4096), (2, 4, 8)):
-            config = launch_config(BATCH, LENGTH, VOCAB, tile_elements=tile, num_warps=warps)
+        for tile, warps in itertools.product((1024, 2048, 4096), (1, 2, 4, 8)):
+            config = row_config(BATCH, LENGTH, VOCAB, element_size=size, tile_elements=tile, num_warps=warps)
             sweep.append((graph_ms(kernels_only(sets, config), INPUT_SETS), tile, warps, config["SPECTRA"]))
         sweep.sort()
         print(f"[{name}] fwd + bwd kernels alone, CUDA graph, default {default}: "

@@ -50,7 +50,8 @@ def eager_loss(logits, masses, mask, mz, intensity, peak_mask):
 
 
 def kernels_only(sets, config, mode="fwd+bwd"):
-    """Launches alone, no autograd, no reduction. mode: "fwd" (no gradient part), "fwd+grad"
+    """Launches alone, no autograd, no reduction; ``config`` is the forward's (the backward takes its
+    default). mode: "fwd" (no gradient part), "fwd+grad"
     (the forward computing dloss/dm too), "bwd" (backward alone) or "fwd+bwd"."""
     cycle = itertools.cycle(sets)
     grad_loss = torch.full((sets[0].mask.shape[0],), 1.0, device="cuda")
@@ -66,7 +67,7 @@ def kernels_only(sets, config, mode="fwd+bwd"):
         if mode in ("fwd", "fwd+grad"):
             return forward(b, mode == "fwd+grad")
         grad_mass = saved[id(b)] if mode == "bwd" else forward(b, True)
-        return spectrum_backward(b.logits, b.masses, b.mask, grad_loss, grad_mass, config=config)
+        return spectrum_backward(b.logits, b.masses, b.mask, grad_loss, grad_mass)
 
     return step
 

@@ -43,15 +43,18 @@ import triton
 import triton.language as tl
 
 from peptide_losses.constants import ION_OFFSETS, PREFIX_IONS, PROTON
-from peptide_losses.kernels.precursor import (
-    MAX_SPECTRUM_TILE,
-    _active_positions,
-    _compute_dtype,
+from peptide_losses.kernels.common import (
+    _active_rows,
     _div,
     _log1p,
-    _prediction_args,
-    _softmax_expectation,
-    _tile_indices,
+    _rows,
+    _softmax_rows,
+    check_tile,
+    compute_dtype,
+    fit_to,
+    mass_backward,
+    prediction_args,
+    window,
 )
 from peptide_losses.kernels.traceable import traceable
 from peptide_losses.reference import ION_TYPES
@@ -213,28 +216,28 @@ def _spectrum_fwd_kernel(
     intensity_ptr, stride_ib, stride_in,
     peak_mask_ptr, stride_pb, stride_pn,
     out_ptr, grad_mass_ptr, ions_ptr,
-    B, L, V, N,
+    B, L, N, x_numel,
     types_code, charges_code, n_charges, n_series,
     OBSERVED: tl.constexpr, THEORETICAL: tl.constexpr, PPM: tl.constexpr, TAU: tl.constexpr,
     POWER: tl.constexpr, FROM_LOGITS: tl.constexpr, NEED_GRAD: tl.constexpr, COMPUTE: tl.constexpr,
-    RECIPROCAL: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_N: tl.constexpr,
+    RECIPROCAL: tl.constexpr, V: tl.constexpr, ALIGN: tl.constexpr, X_CONTIGUOUS: tl.constexpr,
+    BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
     # ---- expected masses, prefix / suffix sums, valid slots (reference.fragment_mz)
-    b1, l1, in_bounds = _tile_indices(B, L, 1, BLOCK_L)
-    active1 = _active_positions(mask_ptr, stride_mb, stride_ml, b1, l1, in_bounds)
+    local, s1, l, in_bounds = _rows(B, L, 1, BLOCK_L)
+    active = _active_rows(mask_ptr, stride_mb, stride_ml, s1, l, in_bounds)
     if FROM_LOGITS:
         # In float64 whatever the compute dtype: fragment m/z sum up to L expected masses, and
         # float32 rounding of each would put the ions ~1e-4 Da off, which a distance_scale
         # turns into slope errors ~1e-4 / tau. (torch's float32 softmax and matmul carry such
         # errors; the kernel then is the closer of the two to the exact loss.)
-        probs, token_masses, mass1 = _softmax_expectation(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr,
-                                                          stride_m, b1, l1, active1, V, tl.float64, BLOCK_V)
+        _, _, mass, _, _, _ = _softmax_rows(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m,
+                                            local, s1, l, active, L, x_numel, V, ALIGN, X_CONTIGUOUS,
+                                            tl.float64, 1, BLOCK_W)
     else:
-        mass1 = tl.load(x_ptr + b1 * stride_xb + l1 * stride_xl, mask=active1, other=0.0).to(COMPUTE)
-    l = tl.arange(0, BLOCK_L)
-    active = tl.reshape(active1, [BLOCK_L])
-    m = tl.where(active, tl.reshape(mass1, [BLOCK_L]).to(tl.float64), 0.0)
+        mass = tl.load(x_ptr + b * stride_xb + l * stride_xl, mask=active, other=0.0).to(COMPUTE)
+    m = tl.where(active, mass.to(tl.float64), 0.0)
     # Accumulated in float64 like torch's CPU cumsum (float32 prefix sums of residue masses
     # then match it bitwise); torch's CUDA float32 scan differs from both by rounding only.
     prefix = tl.cumsum(m, axis=0).to(COMPUTE)
@@ -340,33 +343,6 @@ def _spectrum_fwd_kernel(
         tl.store(grad_mass_ptr + b * L + l, tl.where(active, grad_mass, 0.0), mask=l < L)
 
 
-@triton.jit
-def _spectrum_bwd_kernel(
-    x_ptr, stride_xb, stride_xl, stride_xv,
-    masses_ptr, stride_m,
-    mask_ptr, stride_mb, stride_ml,
-    grad_loss_ptr, stride_g,
-    grad_mass_ptr,
-    grad_ptr,
-    B, L, V,
-    FROM_LOGITS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_V: tl.constexpr,
-):
-    b, l, in_bounds = _tile_indices(B, L, 1, BLOCK_L)
-    active = _active_positions(mask_ptr, stride_mb, stride_ml, b, l, in_bounds)
-    coef = (tl.load(grad_loss_ptr + b * stride_g).to(COMPUTE)
-            * tl.load(grad_mass_ptr + b * L + l, mask=in_bounds, other=0.0))
-    if FROM_LOGITS:
-        p, m, mass = _softmax_expectation(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m,
-                                          b, l, active, V, COMPUTE, BLOCK_V)
-        grad = tl.where(active[:, :, None], coef[:, :, None] * p * (m - mass[:, :, None]), 0.0)
-        v = tl.arange(0, BLOCK_V)[None, None, :]
-        # The gradient is allocated contiguous: offsets ((b * L) + l) * V + v.
-        ptrs = grad_ptr + (b[:, :, None] * L + l[:, :, None]) * V + v
-        tl.store(ptrs, grad.to(grad_ptr.dtype.element_ty), mask=in_bounds[:, :, None] & (v < V))
-    else:
-        tl.store(grad_ptr + b * L + l, tl.where(active, coef, 0.0).to(grad_ptr.dtype.element_ty), mask=in_bounds)
-
-
 def pack_series(ion_types: Sequence[str], charges: Sequence[int]) -> tuple[int, int]:
     """The (types_code, charges_code) integers the kernel decodes series from."""
     if len(charges) > MAX_CHARGES or max(charges) > MAX_CHARGE:
@@ -380,8 +356,9 @@ def pack_series(ion_types: Sequence[str], charges: Sequence[int]) -> tuple[int, 
 
 
 def launch_config(length: int, vocab: int | None, block_n: int | None = None,
-                  num_warps: int | None = None) -> dict:
-    """Block sizes and warps for L positions and V tokens (``vocab=None``: residue masses).
+                  num_warps: int | None = None, *, element_size: int = 4, contiguous: bool = True) -> dict:
+    """Block sizes and warps of the forward for L positions and V tokens (``vocab=None``: residue masses)
+    of ``element_size`` bytes.
 
     ``block_n`` (peaks per tile, a power of 2) and ``num_warps`` override the
     defaults (tests use small tiles to cross tile borders; benchmarks tune).
@@ -390,13 +367,10 @@ def launch_config(length: int, vocab: int | None, block_n: int | None = None,
     # compile-time constants anyway, and bit tricks on symbols make sympy crawl: specialise.
     length, vocab = int(length), None if vocab is None else int(vocab)
     block_l = max(16, triton.next_power_of_2(max(length, 1)))
-    block_v = triton.next_power_of_2(vocab) if vocab is not None else 1
-    if block_l * block_v > MAX_SPECTRUM_TILE:
-        raise ValueError(
-            f"the Triton spectrum kernel takes L * V up to {MAX_SPECTRUM_TILE} (padded to powers of 2), "
-            f"got L={length}, V={vocab}; use backend='reference'"
-        )
-    return dict(BLOCK_L=block_l, BLOCK_V=block_v, BLOCK_N=block_n or BLOCK_N, num_warps=num_warps or NUM_WARPS)
+    block_w, align = window(vocab, element_size, contiguous)
+    check_tile(block_l, block_w, length, vocab, "spectrum")
+    return dict(BLOCK_L=block_l, BLOCK_W=block_w, ALIGN=align, BLOCK_N=block_n or BLOCK_N,
+                num_warps=num_warps or NUM_WARPS)
 
 
 def spectrum_forward(
@@ -436,7 +410,7 @@ def spectrum_forward(
     batch, length = x.shape[:2]
     n_peaks = mz.shape[1]
     vocab = x.shape[2] if masses is not None else None
-    cfg = dict(config or launch_config(length, vocab))
+    cfg = fit_to(x, config or launch_config(length, vocab, element_size=x.element_size(), contiguous=x.is_contiguous()))
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     types_code, charges_code = pack_series(ion_types, charges)
     n_series = len(ion_types) * len(charges)
@@ -448,18 +422,18 @@ def spectrum_forward(
     if batch:
         num_warps = cfg.pop("num_warps")
         traceable(_spectrum_fwd_kernel, x)[(batch,)](
-            *_prediction_args(x, masses),
+            *prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
             mz, mz.stride(0), mz.stride(1),
             intensity, intensity.stride(0), intensity.stride(1),
             peak_mask, peak_mask.stride(0), peak_mask.stride(1),
             rows, grad_mass, ions,
-            batch, length, vocab or 1, n_peaks,
+            batch, length, n_peaks, x.numel(),
             types_code, charges_code, len(charges), n_series,
             OBSERVED=observed, THEORETICAL=theoretical, PPM=distance == "ppm",
             TAU=0.0 if distance_scale is None else float(distance_scale), POWER=float(intensity_power),
-            FROM_LOGITS=masses is not None, NEED_GRAD=need_grad, COMPUTE=_compute_dtype(x), RECIPROCAL=x.is_cuda,
-            num_warps=num_warps, **cfg,
+            FROM_LOGITS=masses is not None, NEED_GRAD=need_grad, COMPUTE=compute_dtype(x), RECIPROCAL=x.is_cuda,
+            V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(), num_warps=num_warps, **cfg,
         )
     return rows, grad_mass
 
@@ -470,29 +444,17 @@ def spectrum_backward(
     mask: torch.Tensor,
     grad_loss: torch.Tensor,
     grad_mass: torch.Tensor,
+    denominator: torch.Tensor | None = None,
     *,
     config: dict | None = None,
 ) -> torch.Tensor:
-    """Gradient of ``sum_b grad_loss[b] * loss[b]`` w.r.t. ``x``, contiguous, in x's dtype.
+    """Gradient of ``sum_b grad_loss[b] * loss[b] / denominator`` w.r.t. ``x``, contiguous, in x's dtype.
 
     Args:
         x, masses, mask: as given to :func:`spectrum_forward`.
         grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too).
         grad_mass: (B, L) contiguous, from :func:`spectrum_forward` with ``need_grad``.
+        denominator: a one-element tensor (the mean's), or None for 1.
+        config: a :func:`~peptide_losses.kernels.common.row_config` result, to override the default.
     """
-    batch, length = x.shape[:2]
-    vocab = x.shape[2] if masses is not None else None
-    cfg = dict(config or launch_config(length, vocab))
-    cfg.pop("BLOCK_N")
-    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if batch:
-        num_warps = cfg.pop("num_warps")
-        traceable(_spectrum_bwd_kernel, x)[(batch,)](
-            *_prediction_args(x, masses),
-            mask, mask.stride(0), mask.stride(1),
-            grad_loss, grad_loss.stride(0),
-            grad_mass, grad,
-            batch, length, vocab or 1,
-            FROM_LOGITS=masses is not None, COMPUTE=_compute_dtype(x), num_warps=num_warps, **cfg,
-        )
-    return grad
+    return mass_backward(x, masses, mask, grad_loss, grad_mass, denominator, config=config, loss="spectrum")

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 import torch
 
 from .backend import interpreter_enabled
+from .kernels.reduction import reduce_spectra as fused_reduce_spectra
 from .reference import reduce_spectra
 
 NAMESPACE = "peptide_losses"
@@ -68,7 +69,10 @@ def _eager_function(forward: Callable, backward: Callable, mass_gradient: Callab
 
     The reduction is inside so that backward is one autograd node: on a slow host
     each node of torch's own reduction (sum, div, clamp, unbind) costs more host
-    time than the fused kernels take on the device.
+    time than the fused kernels take on the device. It is one kernel
+    (:mod:`peptide_losses.kernels.reduction`), and backward hands the mean's
+    denominator to the backward kernel instead of dividing first: two and three
+    fewer small launches.
     """
 
     class EagerLoss(torch.autograd.Function):
@@ -77,15 +81,16 @@ def _eager_function(forward: Callable, backward: Callable, mass_gradient: Callab
             output = _outputs(forward(x, masses, mask, *rest))
             _save(ctx, (x, masses, mask), output, mass_gradient)
             per_spectrum, counted = loss_rows(output)
-            loss, ctx.denominator = reduce_spectra(per_spectrum, counted, reduction)
+            loss, ctx.denominator = fused_reduce_spectra(per_spectrum, counted, reduction)
             ctx.batch = per_spectrum.shape[0]
             return loss
 
         @staticmethod
         def backward(ctx, grad):
+            denominator = None
             if grad.ndim == 0:  # "sum" or "mean": every spectrum's loss has the same weight
-                grad = (grad if ctx.denominator is None else grad / ctx.denominator).expand(ctx.batch)
-            return (None, *_gradient(backward, ctx, grad, ctx.needs_input_grad[1:]))
+                grad, denominator = grad.expand(ctx.batch), ctx.denominator
+            return (None, *_gradient(backward, ctx, grad, ctx.needs_input_grad[1:], denominator))
 
     return EagerLoss
 
@@ -101,10 +106,16 @@ def _save(ctx, inputs: tuple, outputs: tuple, mass_gradient: Callable) -> None:
     ctx.save_for_backward(x, masses, mask, mass_gradient(outputs))
 
 
-def _gradient(backward: Callable, ctx, grad_loss: torch.Tensor, needs_input_grad: tuple) -> tuple:
-    """Gradients of (x, masses, mask, *rest) from the per-spectrum upstream gradient (B,): only x gets one."""
+def _gradient(backward: Callable, ctx, grad_loss: torch.Tensor, needs_input_grad: tuple,
+              denominator: torch.Tensor | None = None) -> tuple:
+    """Gradients of (x, masses, mask, *rest) from the per-spectrum upstream gradient (B,)
+    (over ``denominator`` if given): only x gets one."""
+    if not needs_input_grad[0]:
+        return (None,) * len(needs_input_grad)
     x, masses, mask, grad_mass = ctx.saved_tensors
-    grad_x = backward(x, masses, mask, grad_loss, grad_mass) if needs_input_grad[0] else None
+    # The registered backward operator (compile path) takes no denominator: torch divides before it.
+    divide = () if denominator is None else (denominator,)
+    grad_x = backward(x, masses, mask, grad_loss, grad_mass, *divide)
     return (grad_x, *(None,) * (len(needs_input_grad) - 1))
 
 
@@ -142,7 +153,8 @@ def register_loss(
         forward_fake: shapes and dtypes of ``forward``'s outputs from the
             arguments' (no data-dependent shape), for the ``custom_op`` API.
         backward: the backward launcher, ``(x, masses, mask, grad_loss (B,),
-            grad_mass) -> grad_x`` contiguous in x's shape and dtype.
+            grad_mass, denominator=None) -> grad_x`` contiguous in x's shape and
+            dtype, the gradient of ``sum_b grad_loss[b] * loss[b] / denominator``.
         mass_gradient: picks grad_mass from ``forward``'s outputs (as a tuple).
         loss_rows: picks (per-spectrum loss (B,), counted flags (B,)) from
             them; the loss must be row 0 of the first output.

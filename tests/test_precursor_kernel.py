@@ -316,7 +316,9 @@ def test_isotope_ties_go_to_the_first_listed():
 
 
 def test_non_contiguous_inputs():
-    """Strided views of every input (transposed, sliced, every other element) give the same results."""
+    """Strided views of every input (transposed, sliced, every other element) give the reference's results,
+    as the contiguous inputs do. Not bitwise the same: contiguous logits are read in aligned windows
+    (vector loads, several tokens per thread), whose sums over V round in another order."""
     case = make_case(6, 17, 23, torch.float32, seed=3, isotope_errors=(0, 1), reduction="none", mask_density=0.6)
     batch, length, vocab = case.x.shape
     x = torch.zeros(length, batch, vocab + 5, device=DEVICE).transpose(0, 1)[:, :, 2:vocab + 2]
@@ -333,8 +335,7 @@ def test_non_contiguous_inputs():
                               options=case.options)
     assert not any(t.is_contiguous() for t in (x, mask, precursor_mz, charge, masses))
     check_against_reference(strided)
-    contiguous = kernel_loss(case, case.x)
-    assert torch.equal(kernel_loss(strided, strided.x), contiguous)
+    check_against_reference(case)
 
 
 @pytest.mark.parametrize("entry", ("logits", "residue_masses"))
@@ -380,7 +381,7 @@ def test_deterministic(dtype):
 
 
 @needs_cuda
-@pytest.mark.parametrize("length,vocab", ((32, 28), (128, 28), (32, 64), (128, 64)))
+@pytest.mark.parametrize("length,vocab", ((32, 28), (32, 29), (128, 28), (32, 64), (128, 64)))
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
 @pytest.mark.parametrize("reduction", ("mean", "none"))
 def test_realistic_sizes(length, vocab, dtype, reduction):
