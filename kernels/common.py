@@ -127,6 +127,23 @@ def _softmax_rows(
 
 
 @triton.jit
+def _position_masses(
+    x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, local, s, l, active, L, N,
+    V: tl.constexpr, ALIGN: tl.constexpr, X_CONTIGUOUS: tl.constexpr, FROM_LOGITS: tl.constexpr,
+    COMPUTE: tl.constexpr, SPECTRA: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    """Mass (rows,) in Da per position, in COMPUTE: E of the logits' softmax, or the given residue
+    masses (B, L) read at active positions (0 elsewhere; masked values are not used by the callers)."""
+    if FROM_LOGITS:
+        _, _, mass, _, _, _ = _softmax_rows(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m,
+                                            local, s, l, active, L, N, V, ALIGN, X_CONTIGUOUS, COMPUTE,
+                                            SPECTRA, BLOCK_W)
+    else:
+        mass = tl.load(x_ptr + s.to(tl.int64) * stride_xb + l * stride_xl, mask=active, other=0.0).to(COMPUTE)
+    return mass
+
+
+@triton.jit
 def _store_logit_gradient(
     x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, grad_ptr,
     local, s, l, in_bounds, active, coef, L, N,

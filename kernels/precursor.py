@@ -33,8 +33,8 @@ from peptide_losses.kernels.common import (
     _active_rows,
     _div,
     _log1p,
+    _position_masses,
     _rows,
-    _softmax_rows,
     compute_dtype,
     mass_backward,
     prediction_args,
@@ -62,12 +62,8 @@ def _precursor_fwd_kernel(
 ):
     local, s, l, in_bounds = _rows(B, L, SPECTRA, BLOCK_L)
     active = _active_rows(mask_ptr, stride_mb, stride_ml, s, l, in_bounds)
-    if FROM_LOGITS:
-        _, _, mass, _, _, _ = _softmax_rows(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m,
-                                            local, s, l, active, L, N, V, ALIGN, X_CONTIGUOUS, COMPUTE,
-                                            SPECTRA, BLOCK_W)
-    else:
-        mass = tl.load(x_ptr + s.to(tl.int64) * stride_xb + l * stride_xl, mask=active, other=0.0).to(COMPUTE)
+    mass = _position_masses(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, local, s, l, active, L, N,
+                            V, ALIGN, X_CONTIGUOUS, FROM_LOGITS, COMPUTE, SPECTRA, BLOCK_W)
 
     # Per spectrum, in the reference's order of operations and rounding.
     peptide = tl.sum(tl.reshape(tl.where(active, mass, 0.0), (SPECTRA, BLOCK_L)), axis=1) + _H2O

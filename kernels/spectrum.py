@@ -47,8 +47,8 @@ from peptide_losses.kernels.common import (
     _active_rows,
     _div,
     _log1p,
+    _position_masses,
     _rows,
-    _softmax_rows,
     check_tile,
     compute_dtype,
     fit_to,
@@ -227,17 +227,14 @@ def _spectrum_fwd_kernel(
     # ---- expected masses, prefix / suffix sums, valid slots (reference.fragment_mz)
     local, s1, l, in_bounds = _rows(B, L, 1, BLOCK_L)
     active = _active_rows(mask_ptr, stride_mb, stride_ml, s1, l, in_bounds)
-    if FROM_LOGITS:
-        # In float64 whatever the compute dtype: fragment m/z sum up to L expected masses, and
-        # float32 rounding of each would put the ions ~1e-4 Da off, which a distance_scale
-        # turns into slope errors ~1e-4 / tau. (torch's float32 softmax and matmul carry such
-        # errors; the kernel then is the closer of the two to the exact loss.)
-        _, _, mass, _, _, _ = _softmax_rows(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m,
-                                            local, s1, l, active, L, x_numel, V, ALIGN, X_CONTIGUOUS,
-                                            tl.float64, 1, BLOCK_W)
-    else:
-        mass = tl.load(x_ptr + b * stride_xb + l * stride_xl, mask=active, other=0.0).to(COMPUTE)
-    m = tl.where(active, mass.to(tl.float64), 0.0)
+    # In float64 whatever the compute dtype: fragment m/z sum up to L expected masses, and
+    # float32 rounding of each would put the ions ~1e-4 Da off, which a distance_scale
+    # turns into slope errors ~1e-4 / tau. (torch's float32 softmax and matmul carry such
+    # errors; the kernel then is the closer of the two to the exact loss.) Given residue
+    # masses are exact in float64 whatever their dtype.
+    mass = _position_masses(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, local, s1, l, active, L,
+                            x_numel, V, ALIGN, X_CONTIGUOUS, FROM_LOGITS, tl.float64, 1, BLOCK_W)
+    m = tl.where(active, mass, 0.0)
     # Accumulated in float64 like torch's CPU cumsum (float32 prefix sums of residue masses
     # then match it bitwise); torch's CUDA float32 scan differs from both by rounding only.
     prefix = tl.cumsum(m, axis=0).to(COMPUTE)
