@@ -13,7 +13,7 @@ setup(
     # kernels/ ships inside the package so nothing called plain `kernels` lands in site-packages.
     packages=["peptide_losses", "peptide_losses.kernels", "peptide_losses.train"],
     package_dir={"peptide_losses": "peptide_losses", "peptide_losses.kernels": "kernels"},
-    package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml"]},
+    package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml", "presets/*.json"]},
     install_requires=["torch>=2.4", "triton>=3.2", "numpy", "pyteomics"],
     extras_require={
         "test": ["pytest", "hypothesis"],

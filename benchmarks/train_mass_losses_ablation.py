@@ -1,91 +1,150 @@
-"""Do the mass losses help? The same training run with them on and off.
+"""Do the mass losses help? Equal-step training runs with and without them, over seeds.
 
-Two runs of ``peptide_losses.train`` with the same seed, steps and data:
+Each arm is a set of settings over a preset (default ``gpu``); each (arm, seed)
+is one ``python -m peptide_losses.train`` run, and ``--parallel`` runs share the
+GPU at once (the preset's model leaves most of an H200 idle, so concurrent runs
+cost little wall time; throughput is not what this measures). Arms:
 
-- ``on``: the default objective, CE + staged spectrum and precursor losses;
-- ``off``: CE only (every mass-loss weight 0, no balancing); the mass losses
-  are still evaluated, for the logs.
+- ``ce_only``: cross-entropy alone (the preset as shipped).
+- ``seed_schedule``: CE + both mass losses on the seed's staged weights
+  (spectrum 0 -> 0.15, precursor 0 -> 0.10 from 10 % of the run), weights on loss values.
+- ``seed_schedule_balanced``: the same with adaptive balancing of the loss shares.
+- ``gradient``: CE + both mass losses from 30 % of the run, each rescaled so its
+  gradient at the logits has 0.1 x the norm of CE's (``losses.weighting "gradient"``).
 
-Both are validated on the simulated hard split (and on the real annotated
-spectra in ``../shared/data`` when present); the table compares token
-accuracy, Casanovo's peptide recall and amino-acid precision / recall, and the
-median precursor error (ppm) of the decoded predictions.
+Every run validates at its end on the simulated easy and hard splits and on the
+real spectra (``../shared/data``), with greedy and precursor-aware beam decoding.
+The table gives the mean and the range over seeds of peptide recall, token
+accuracy, precursor-match rate (decoded peptides within the decoding
+tolerance, 20 ppm, isotope errors 0/1) and median ppm error.
 
-Run (GPU; a run that stops early is resumed when the command is repeated)::
+Run (GPU)::
 
-    python -m benchmarks.train_mass_losses_ablation --device cuda --steps 3000 --out runs/ablation
+    python -m benchmarks.train_mass_losses_ablation --steps 2000 --arm ce_only=0,1,2 --arm gradient=0,1,2 \\
+        --arm seed_schedule=0 --arm seed_schedule_balanced=0 --parallel 8 --out runs/ablation
 
-It prints a Markdown table and writes it, with the numbers as JSON, into ``--out``.
+It writes ``ablation.md`` (the table) and ``ablation.json`` (every run's final metrics) into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from peptide_losses.paths import real_spectra_path
-from peptide_losses.train.checkpoint import CHECKPOINT_NAME
-from peptide_losses.train.config import load_config
-from peptide_losses.train.trainer import FINAL_METRICS, train
+from peptide_losses.train.config import load_config, merge_settings, read_settings
+from peptide_losses.train.trainer import FINAL_METRICS
 
-METRICS = ("token_accuracy", "peptide_recall", "aa_precision", "aa_recall", "ppm_error")
+SEED_SPECTRUM = [0.0, 0.05, 0.08, 0.10, 0.12, 0.13, 0.14, 0.14, 0.15, 0.15]
+SEED_PRECURSOR = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.10]
+FROM_30_PERCENT = [0.0, 0.0, 0.0] + [0.1] * 7
+
+ARMS: dict[str, dict] = {
+    "ce_only": {},
+    "seed_schedule": {"schedule": {"spectrum_weights": SEED_SPECTRUM, "precursor_weights": SEED_PRECURSOR},
+                      "losses": {"weighting": "value"}, "balancing": {"enabled": False}},
+    "seed_schedule_balanced": {"schedule": {"spectrum_weights": SEED_SPECTRUM, "precursor_weights": SEED_PRECURSOR},
+                               "losses": {"weighting": "value"}, "balancing": {"enabled": True}},
+    "gradient": {"schedule": {"spectrum_weights": FROM_30_PERCENT, "precursor_weights": FROM_30_PERCENT},
+                 "losses": {"weighting": "gradient"}, "balancing": {"enabled": False}},
+}
+#: (column title, metric under val/<split>/).
+COLUMNS = (
+    ("peptide recall, greedy", "greedy/peptide_recall"),
+    ("peptide recall, precursor beam", "precursor_beam/peptide_recall"),
+    ("token accuracy, greedy", "greedy/token_accuracy"),
+    ("precursor match, greedy", "greedy/precursor_match"),
+    ("precursor match, precursor beam", "precursor_beam/precursor_match"),
+    ("median ppm, greedy", "greedy/ppm_error"),
+)
 
 
-def mass_losses_off(n_stages: int) -> dict:
-    zeros = [0.0] * n_stages
-    return {"schedule": {"spectrum_weights": zeros, "precursor_weights": zeros}, "balancing": {"enabled": False}}
+def _arm_seeds(text: str) -> tuple[str, list[int]]:
+    name, _, seeds = text.partition("=")
+    if name not in ARMS:
+        raise argparse.ArgumentTypeError(f"unknown arm {name!r} (known: {', '.join(ARMS)})")
+    return name, [int(s) for s in seeds.split(",")] if seeds else [0]
 
 
-def run(name: str, overrides: dict, args, extra_validation: dict) -> dict:
-    """Train (or resume, or reuse) one arm; its final metrics."""
-    out = Path(args.out) / name
-    if (out / FINAL_METRICS).is_file():
-        return json.loads((out / FINAL_METRICS).read_text())
-    config = load_config(args.config, overrides)
-    resume = out if (out / CHECKPOINT_NAME).is_file() else None
-    print(f"== {name}: {'resuming' if resume else 'training'} into {out}", flush=True)
-    train(config, out, resume=resume, stop_after=args.stop_after, extra_validation=extra_validation)
-    if not (out / FINAL_METRICS).is_file():
-        raise SystemExit(f"{name} stopped before step {config.steps}; run the same command again to continue")
-    return json.loads((out / FINAL_METRICS).read_text())
+def launch(arm: str, seed: int, args, out: Path) -> subprocess.Popen:
+    """Start one run of the trainer CLI; its log goes to ``out/train.out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    settings = merge_settings(read_settings(args.common), ARMS[arm]) if args.common else json.loads(json.dumps(ARMS[arm]))
+    settings = merge_settings(settings, {"steps": args.steps, "seed": seed, "time_limit_minutes": None,
+                     "logging": {"validate_every": args.steps + 1, "progress": False}})
+    (out / "arm.json").write_text(json.dumps(settings, indent=2))
+    command = [sys.executable, "-m", "peptide_losses.train", "--preset", args.preset, "--config", str(out / "arm.json"),
+               "--out", str(out)]
+    if real_spectra_path().is_file():
+        command += ["--val-data", f"real={real_spectra_path()}"]
+    return subprocess.Popen(command, stdout=open(out / "train.out", "w"), stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
-def table(results: dict[str, dict], splits: list[str]) -> str:
-    lines = ["| split | mass losses | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+def summarise(results: dict[str, list[dict]], splits: list[str]) -> str:
+    """Markdown table: per split and arm, the mean [min, max] over seeds of each column."""
+    head = "| split | arm | seeds | " + " | ".join(title for title, _ in COLUMNS) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(COLUMNS)]
     for split in splits:
-        for arm, final in results.items():
-            cells = [f"{final.get(f'val/{split}/{m}', float('nan')):.4g}" for m in METRICS]
-            lines.append(f"| {split} | {arm} | " + " | ".join(cells) + " |")
+        for arm, runs in results.items():
+            cells = []
+            for _, metric in COLUMNS:
+                values = [run[f"val/{split}/{metric}"] for run in runs if f"val/{split}/{metric}" in run]
+                if not values:
+                    cells.append("-")
+                    continue
+                mean = statistics.fmean(values)
+                cells.append(f"{mean:.3g}" if len(values) == 1 else f"{mean:.3g} [{min(values):.3g}, {max(values):.3g}]")
+            lines.append(f"| {split} | {arm} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="auto", choices=("auto", "triton", "reference"))
-    p.add_argument("--config", help="settings shared by both arms (JSON/TOML), e.g. a larger model")
+    p.add_argument("--preset", default="gpu")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--arm", type=_arm_seeds, action="append", required=True, metavar="NAME=SEED[,SEED...]")
+    p.add_argument("--common", help="JSON/TOML settings of every run, under each arm's own")
+    p.add_argument("--parallel", type=int, default=4, help="runs at once")
     p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--stop-after", type=int, help="stop each arm at this step (repeat the command to continue)")
     args = p.parse_args(argv)
-
-    common = {"device": args.device, "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-              "backend": args.backend, "logging": {"progress": False}}
-    n_stages = len(load_config(args.config).schedule.spectrum_weights)
-    extra = {"real": real_spectra_path()} if real_spectra_path().is_file() else {}
-    results = {
-        "on": run("on", common, args, extra),
-        "off": run("off", {**common, **mass_losses_off(n_stages)}, args, extra),
-    }
-    text = table(results, ["hard", "easy", *extra])
+    load_config(args.common, preset=args.preset)  # bad settings fail here, before any run starts
+    root = Path(args.out)
+    queue = [(arm, seed) for arm, seeds in args.arm for seed in seeds]
+    running: list[tuple[str, int, subprocess.Popen]] = []
+    started = time.perf_counter()
+    failed = []
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            arm, seed = queue.pop(0)
+            running.append((arm, seed, launch(arm, seed, args, root / f"{arm}-seed{seed}")))
+        time.sleep(2)
+        for item in [r for r in running if r[2].poll() is not None]:
+            running.remove(item)
+            if item[2].returncode:
+                failed.append(f"{item[0]}-seed{item[1]}")
+            print(f"{item[0]} seed {item[1]} finished (exit {item[2].returncode}) at {time.perf_counter() - started:.0f} s",
+                  flush=True)
+    results: dict[str, list[dict]] = {}
+    for arm, seeds in args.arm:
+        for seed in seeds:
+            path = root / f"{arm}-seed{seed}" / FINAL_METRICS
+            if path.is_file():
+                results.setdefault(arm, []).append(json.loads(path.read_text()))
+    splits = ["easy", "hard"] + (["real"] if real_spectra_path().is_file() else [])
+    text = summarise(results, splits)
     print(text)
-    out = Path(args.out)
-    (out / "ablation.md").write_text(text + "\n")
-    (out / "ablation.json").write_text(json.dumps({"settings": common, "results": results}, indent=2, sort_keys=True))
+    (root / "ablation.md").write_text(text + "\n")
+    (root / "ablation.json").write_text(json.dumps(
+        {"preset": args.preset, "steps": args.steps, "arms": {a: ARMS[a] for a in results}, "failed": failed,
+         "results": results}, indent=2, sort_keys=True))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

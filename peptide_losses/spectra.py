@@ -81,24 +81,58 @@ class Preprocessing:
             raise ValueError(f"min_intensity must be in [0, 1), got {self.min_intensity}")
 
     def __call__(self, spectrum: Spectrum) -> Spectrum:
-        mz, intensity = spectrum.mz, spectrum.intensity
+        """One spectrum filtered as :meth:`batch` filters a row."""
+        mz, intensity, keep = self.batch(
+            torch.from_numpy(np.asarray(spectrum.mz, dtype=np.float64))[None],
+            torch.from_numpy(np.asarray(spectrum.intensity, dtype=np.float64))[None],
+            None, torch.tensor([float(spectrum.precursor_mz)], dtype=torch.float64),
+            torch.tensor([int(spectrum.charge)]), max_charge=int(spectrum.charge),
+        )
+        kept = int(keep.sum())
+        return replace(spectrum, mz=mz[0, :kept].numpy(), intensity=intensity[0, :kept].numpy())
+
+    def batch(self, mz: torch.Tensor, intensity: torch.Tensor, valid: torch.Tensor | None,
+              precursor_mz: torch.Tensor, charge: torch.Tensor, *, max_charge: int):
+        """Filter padded peak rows on their device, without a host sync.
+
+        Args:
+            mz, intensity: (B, n) float peak m/z and intensities, in any order.
+            valid: (B, n) bool, True at real peaks (None: all real).
+            precursor_mz: (B,) observed precursor m/z; charge: (B,) int precursor charge.
+            max_charge: an upper bound of ``charge`` (a Python int, so that the
+                loop over charges needs no device read).
+
+        Returns:
+            (mz, intensity, peak_mask), each (B, min(n, max_peaks)), the kept
+            peaks first in ascending m/z, padding (m/z 0) after them.
+        """
+        if valid is None:
+            valid = torch.ones_like(mz, dtype=torch.bool)
+        # Ascending m/z first, so that the stable intensity sort below keeps the lower m/z of equals.
+        mz, order = torch.sort(torch.where(valid, mz, torch.inf), dim=1, stable=True)
+        intensity = intensity.gather(1, order)
         keep = (mz >= self.min_mz) & (mz <= self.max_mz)
-        neutral = (spectrum.precursor_mz - PROTON) * spectrum.charge
-        for z in range(1, spectrum.charge + 1):
-            keep &= np.abs(mz - (neutral + z * PROTON) / z) > self.remove_precursor_tol
-        mz, intensity = mz[keep], intensity[keep]
-        if intensity.size:
-            keep = intensity >= self.min_intensity * intensity.max()
-            mz, intensity = mz[keep], intensity[keep]
-        if intensity.size > self.max_peaks:
-            # Stable sort: among equal intensities the lower m/z is kept, reproducibly.
-            top = np.sort(np.argsort(-intensity, kind="stable")[: self.max_peaks])
-            mz, intensity = mz[top], intensity[top]
+        neutral = (precursor_mz.to(mz.dtype) - PROTON) * charge
+        for z in range(1, max_charge + 1):
+            near = (mz - ((neutral + z * PROTON) / z)[:, None]).abs() <= self.remove_precursor_tol
+            keep &= ~(near & (charge >= z)[:, None])
+        top = torch.where(keep, intensity, -torch.inf).amax(1, keepdim=True)
+        keep &= intensity >= self.min_intensity * top
+        # The max_peaks most intense (stable: lower m/z first among equals), back in m/z order.
+        width = min(self.max_peaks, mz.shape[1])
+        ranked = torch.sort(torch.where(keep, -intensity, torch.inf), dim=1, stable=True).indices[:, :width]
+        picked = torch.sort(ranked, dim=1).values
+        keep = keep.gather(1, picked)
+        mz, intensity = mz.gather(1, picked), intensity.gather(1, picked)
+        # Kept peaks are a prefix of the sorted rows only after pushing the dropped ones to the end.
+        mz, order = torch.sort(torch.where(keep, mz, torch.inf), dim=1, stable=True)
+        keep, intensity = keep.gather(1, order), intensity.gather(1, order)
+        intensity = torch.where(keep, intensity, 0.0)
         if self.sqrt:
-            intensity = np.sqrt(intensity)
-        if intensity.size and intensity.max() > 0:
-            intensity = intensity / intensity.max()
-        return replace(spectrum, mz=mz, intensity=intensity)
+            intensity = intensity.sqrt()
+        scale = intensity.amax(1, keepdim=True)
+        intensity = torch.where(scale > 0, intensity / scale, intensity)
+        return torch.where(keep, mz, 0.0), intensity, keep
 
 
 def _spectrum_from_entry(entry: dict, index: int, vocabulary: Vocabulary) -> Spectrum:

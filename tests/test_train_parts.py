@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from peptide_losses.train.data import MGFTraining, SimulatedTraining
 from peptide_losses.train.metrics import aa_metrics, ppm_errors, residue_matches, token_metrics
 from peptide_losses.train.objective import Objective, shares
 from peptide_losses.train.schedule import Balancer, learning_rate, staged_weights
-from peptide_losses.train.simulate import SpectrumSimulator, split_peptides, tryptic_peptides
+from peptide_losses.train.simulate import SpectrumSimulator, generator, split_peptides, tryptic_peptides
 
 VOCAB = Vocabulary.default()
 
@@ -63,53 +64,83 @@ def test_default_config_is_the_issue_schedule_and_discriminating_spectrum_loss()
 
 
 # ------------------------------------------------------------------ simulation
+PROTEINS = 150
+
+
+def simulator(peptides, settings, max_length=20):
+    return SpectrumSimulator(peptides, settings, VOCAB, Preprocessing(), max_length)
+
+
 def test_peptides_are_tryptic_and_validation_peptides_are_never_trained_on():
-    peptides = tryptic_peptides()
+    peptides = tryptic_peptides(PROTEINS)
     assert len(peptides) > 1000
     assert all(7 <= len(p) <= 18 and set(p) <= set("GASPVTCLINDQKEMHFRYW") for p in peptides)
     # All but protein C-termini end after K or R.
     assert np.mean([p[-1] in "KR" for p in peptides]) > 0.95
-    train, valid = split_peptides(0.1)
+    train, valid = split_peptides(0.1, PROTEINS)
     assert not set(train) & set(valid)
     assert 0.05 < len(valid) / len(peptides) < 0.15
+    # A larger proteome holds the smaller one's proteins, so its peptides too.
+    assert set(peptides) <= set(tryptic_peptides(2 * PROTEINS))
 
 
 def test_simulation_is_deterministic_and_consistent_with_its_annotation():
     c = config()
-    train, _ = split_peptides(0.1)
-    sim = SpectrumSimulator(train, c.simulation.easy, VOCAB, Preprocessing())
-    a = sim.sample(np.random.default_rng(5), 16)
-    b = sim.sample(np.random.default_rng(5), 16)
-    assert [s.sequence for s in a] == [s.sequence for s in b]
-    assert all(np.array_equal(x.mz, y.mz) and np.array_equal(x.intensity, y.intensity) for x, y in zip(a, b))
-    for s in a:
-        assert VOCAB.decode(s.tokens) == s.sequence and "C" not in s.sequence.replace("C[Carbamidomethyl]", "")
-        ppm = abs(VOCAB.precursor_mz(s.tokens, s.charge) - s.precursor_mz) / s.precursor_mz * 1e6
+    train, _ = split_peptides(0.1, PROTEINS)
+    sim = simulator(train, c.simulation.easy)
+    a, b = sim.sample(16, generator("cpu", 5)), sim.sample(16, generator("cpu", 5))
+    for name in ("tokens", "mz", "intensity", "peak_mask", "precursor_mz", "charge"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert not torch.equal(a.tokens, sim.sample(16, generator("cpu", 6)).tokens)
+    assert a.mz.dtype == torch.float32 and a.precursor_mz.dtype == torch.float64 and a.tokens.shape == (16, 20)
+    for row in range(16):
+        tokens = a.tokens[row][a.mask[row]].tolist()
+        sequence = VOCAB.decode(tokens)
+        assert sequence.replace("C[Carbamidomethyl]", "").count("C") == 0 and len(sequence) >= 7
+        charge = int(a.charge[row])
+        ppm = abs(VOCAB.precursor_mz(tokens, charge) - float(a.precursor_mz[row])) / float(a.precursor_mz[row]) * 1e6
         assert ppm < 6 * c.simulation.easy.precursor_jitter_ppm
-        assert len(s.mz) <= 150 and s.intensity.max() == pytest.approx(1.0)
+        n = int(a.peak_mask[row].sum())
+        # Real peaks first, ascending in m/z, the most intense scaled to 1; padding after them.
+        assert a.peak_mask[row, :n].all() and not a.peak_mask[row, n:].any() and 0 < n <= 150
+        assert torch.all(a.mz[row, 1:n] >= a.mz[row, : n - 1]) and (a.mz[row, n:] == 0).all()
+        assert float(a.intensity[row, :n].max()) == pytest.approx(1.0)
 
 
-def intensity_on_fragments(spectra, tolerance=0.05):
+def intensity_on_fragments(batch, tolerance=0.05):
     """Per spectrum, the share of its intensity within ``tolerance`` Da of a b/y ion of its annotation."""
     out = []
-    for s in spectra:
-        residue = torch.tensor([VOCAB.residue_masses(s.tokens)], dtype=torch.float64)
+    for row in range(len(batch)):
+        residue = VOCAB.mass_tensor()[batch.tokens[row][batch.mask[row]]][None]
         ions, valid = fragment_mz(residue, torch.ones_like(residue, dtype=torch.bool), ("b", "y"), (1, 2))
         ions = ions[valid].numpy()
-        near = np.abs(s.mz[:, None] - ions[None, :]).min(1) < tolerance
-        out.append(s.intensity[near].sum() / s.intensity.sum())
+        keep = batch.peak_mask[row]
+        mz, intensity = batch.mz[row][keep].double().numpy(), batch.intensity[row][keep].double().numpy()
+        near = np.abs(mz[:, None] - ions[None, :]).min(1) < tolerance
+        out.append(intensity[near].sum() / intensity.sum())
     return np.array(out)
 
 
 def test_simulated_peaks_sit_on_the_annotated_fragments():
     c = config()
-    _, valid = split_peptides(0.1)
-    easy = SpectrumSimulator(valid, c.simulation.easy, VOCAB, Preprocessing()).sample(np.random.default_rng(0), 32)
-    hard = SpectrumSimulator(valid, c.simulation.hard, VOCAB, Preprocessing()).sample(np.random.default_rng(0), 32)
+    _, valid = split_peptides(0.1, PROTEINS)
+    easy = simulator(valid, c.simulation.easy).sample(32, generator("cpu", 0))
+    hard = simulator(valid, c.simulation.hard).sample(32, generator("cpu", 0))
     on_easy, on_hard = intensity_on_fragments(easy), intensity_on_fragments(hard)
     assert np.median(on_easy) > 0.7
     # The hard split adds noise peaks, a ions and neutral losses and drops more fragments.
     assert np.median(on_hard) < np.median(on_easy) - 0.1
+
+
+def test_simulation_draws_the_split_s_charges_and_isotope_errors():
+    c = config()
+    settings = replace(c.simulation.hard, charge_weights=[0.0, 0.0, 1.0], isotope_error_rate=1.0, precursor_jitter_ppm=0.0)
+    batch = simulator(split_peptides(0.1, PROTEINS)[1], settings).sample(8, generator("cpu", 1))
+    assert (batch.charge == 3).all()
+    for row in range(8):
+        tokens = batch.tokens[row][batch.mask[row]].tolist()
+        shift = (float(batch.precursor_mz[row]) - VOCAB.precursor_mz(tokens, 3)) * 3
+        assert shift == pytest.approx(C13_C12, abs=1e-6)
 
 
 def test_training_batches_depend_only_on_seed_step_and_rank(real_mgf):
@@ -158,8 +189,11 @@ def test_aa_metrics_count_precision_recall_and_peptides():
 def test_token_metrics_and_ppm_of_the_true_peptide():
     true = tokens("PEPTIDEK", "ACDK")
     pred = tokens("PEPTIDEK", "ACEK")
-    m = token_metrics(pred, true, true != 0)
+    m = token_metrics(pred, true, true != 0, VOCAB.mass_tensor())
     assert m["token_accuracy"] == pytest.approx(11 / 12) and m["sequence_accuracy"] == 0.5
+    # No spectrum tells I from L: isobaric tokens count as the same residue; K and Q (36 mDa apart) do not.
+    isobaric = token_metrics(tokens("PEPTLDEK", "ACDQ"), true, true != 0, VOCAB.mass_tensor())
+    assert isobaric["token_accuracy"] == pytest.approx(11 / 12) and isobaric["sequence_accuracy"] == 0.5
     charge = torch.tensor([2, 3])
     precursor = torch.tensor([VOCAB.precursor_mz("PEPTIDEK", 2), VOCAB.precursor_mz("ACDK", 3)], dtype=torch.float64)
     ppm = ppm_errors(pred, VOCAB.mass_tensor(), precursor, charge)
@@ -237,6 +271,37 @@ def test_objective_uses_the_public_losses_on_the_final_cycle(positions):
     assert torch.equal(terms.spectrum, expected_spectrum) and torch.equal(terms.precursor, expected_precursor)
     ce = [torch.nn.functional.cross_entropy(x.transpose(1, 2), batch.tokens) for x in (first, final)]
     assert torch.allclose(terms.ce, (ce[0] + ce[1]) / 2) and torch.equal(terms.ce_final, ce[1])
+
+
+def test_autoregressive_objective_scores_residues_and_the_stop_token_only():
+    c = config(batch_size=4)
+    batch = SimulatedTraining(c, VOCAB).batch(0)
+    targets = Objective(VOCAB, c.losses, backend="reference", autoregressive=True).ce_targets(batch)
+    lengths = batch.mask.sum(1)
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.equal(targets[row, :n], batch.tokens[row, :n]) and targets[row, n] == 0  # the stop token
+        assert (targets[row, n + 1 :] == -100).all()
+    assert torch.equal(Objective(VOCAB, c.losses, backend="reference").ce_targets(batch), batch.tokens)
+
+
+def test_gradient_weighting_gives_each_mass_loss_its_share_of_ce_s_gradient_at_the_logits():
+    c = config(batch_size=4, losses={"weighting": "gradient"}, balancing={"enabled": False})
+    objective = Objective(VOCAB, c.losses, backend="reference", autoregressive=True)
+    batch = SimulatedTraining(c, VOCAB).batch(0)
+    logits = torch.randn(4, c.max_length, len(VOCAB), generator=torch.Generator().manual_seed(1), requires_grad=True)
+    terms = objective([logits], batch)
+    weights = {"ce": 1.0, "spectrum": 0.1, "precursor": 0.3}
+    total, factors = objective.weighted_total(terms, weights, logits)
+    norm = lambda loss: torch.autograd.grad(loss, logits, retain_graph=True)[0].norm()  # noqa: E731
+    ce = norm(terms.ce)
+    assert norm(factors[0] * terms.spectrum) == pytest.approx(0.1 * ce, rel=1e-4)
+    assert norm(factors[1] * terms.precursor) == pytest.approx(0.3 * ce, rel=1e-4)
+    assert torch.allclose(total, terms.ce + factors[0] * terms.spectrum + factors[1] * terms.precursor)
+    value = Objective(VOCAB, config(batch_size=4).losses, backend="reference", autoregressive=True)
+    total, factors = value.weighted_total(terms, {"ce": 1.0, "spectrum": 0.0, "precursor": 0.3}, logits)
+    assert factors.tolist() == pytest.approx([0.0, 0.3]) and torch.allclose(total, terms.ce + 0.3 * terms.precursor)
+    with pytest.raises(ValueError, match="disable balancing"):
+        config(losses={"weighting": "gradient"}, balancing={"enabled": True})
 
 
 def test_objective_rejects_unknown_positions():

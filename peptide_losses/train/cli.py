@@ -3,6 +3,7 @@
 Examples::
 
     python -m peptide_losses.train                          # CPU, simulated data, a few minutes
+    python -m peptide_losses.train --preset gpu --out runs/gpu   # one GPU, about 8 minutes
     python -m peptide_losses.train --device cuda --steps 5000 --out runs/gpu
     python -m peptide_losses.train --data spectra.mgf --val-data held_out.mgf
     python -m peptide_losses.train --resume runs/gpu        # continue exactly
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
-from .config import config_from_dict, load_config, merge_settings
+from .config import config_from_dict, load_config, merge_settings, preset_names
 
 log = logging.getLogger("peptide_losses.train")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -31,7 +32,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m peptide_losses.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="JSON or TOML file; its settings replace the defaults (default_config.json)")
+    p.add_argument("--preset", help="a named config shipped with the package, applied over the defaults "
+                                    "(known: %s)" % ", ".join(preset_names()))
+    p.add_argument("--config", help="JSON or TOML file; its settings replace the defaults (default_config.json) "
+                                    "and the preset's")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: config's, 'cpu')")
     p.add_argument("--steps", type=int, help="optimiser steps of the whole run (the schedule spans them)")
     p.add_argument("--batch-size", type=int, help="spectra per step and process")
@@ -77,10 +81,10 @@ def _config(args):
     """The run's config: the checkpoint's when resuming (CLI options still apply), else defaults + file."""
     if args.resume:
         settings = load_checkpoint(args.resume)["config"]
-        if args.config:
-            raise ValueError("--config cannot change a resumed run; its settings come from the checkpoint")
+        if args.config or args.preset:
+            raise ValueError("--config and --preset cannot change a resumed run; its settings come from the checkpoint")
         return config_from_dict(merge_settings(settings, _overrides(args)))
-    return load_config(args.config, _overrides(args))
+    return load_config(args.config, _overrides(args), preset=args.preset)
 
 
 def run_diagnosis(config, resume) -> str:
@@ -99,7 +103,7 @@ def run_diagnosis(config, resume) -> str:
         model.load_state_dict(state["model"])
         balancer.load_state_dict(state["balancer"])
         step = state["step"]
-    batch = training_data(config, vocabulary).batch(step).to(config.device)
+    batch = training_data(config, vocabulary, config.device).batch(step).to(config.device)
     return diagnose(model, objective, batch, config, step=min(step, config.steps - 1), balancer=balancer).format()
 
 

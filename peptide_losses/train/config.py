@@ -16,16 +16,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.json")
+#: Named partial configs shipped with the package (``--preset NAME``), applied over the defaults.
+PRESETS = Path(__file__).with_name("presets")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.json"))
+
+
+def preset_path(name: str) -> Path:
+    """The file of preset ``name``; ValueError listing the presets if there is none."""
+    path = PRESETS / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {name!r} (known: {', '.join(preset_names())})")
+    return path
+
+
+MODEL_KINDS = ("transformer", "recursive")
+PRECISIONS = ("fp32", "bf16")
+WEIGHTINGS = ("value", "gradient")
 
 
 @dataclass
 class ModelConfig:
-    """Sizes of :class:`~peptide_losses.train.model.TinyRecursiveModel`."""
+    """Which model and its sizes.
 
+    ``kind`` "transformer": :class:`~peptide_losses.train.transformer.PeptideTransformer`
+    (autoregressive, Casanovo-style; ``encoder_layers`` + ``decoder_layers``).
+    ``kind`` "recursive": :class:`~peptide_losses.train.model.TinyRecursiveModel`
+    (non-autoregressive; ``encoder_layers``, one block applied ``cycles`` x
+    (``inner_steps`` + 1) times). Sizes a kind does not use are ignored.
+    """
+
+    kind: str
     dim: int
     heads: int
     ff_dim: int
     encoder_layers: int
+    decoder_layers: int
     cycles: int
     inner_steps: int
     dropout: float
@@ -64,9 +92,11 @@ class PrecursorLossConfig:
 
 @dataclass
 class LossesConfig:
-    """The mass losses and the positions they judge ("target" or "all", see objective.py)."""
+    """The mass losses, the positions they judge ("target" or "all") and how their
+    weights act ("value" or "gradient"): see objective.py."""
 
     positions: str
+    weighting: str
     spectrum: SpectrumLossConfig
     precursor: PrecursorLossConfig
 
@@ -120,10 +150,24 @@ class SimulationSettings:
 
 @dataclass
 class SimulationConfig:
+    """The splits' settings; peptides come from a synthetic proteome of ``proteins`` sequences."""
+
+    proteins: int
     train: SimulationSettings
     easy: SimulationSettings
     hard: SimulationSettings
     validation_peptide_fraction: float
+
+
+@dataclass
+class DecodingConfig:
+    """Validation decodes greedily and by precursor-aware beam search (``beam_size``
+    candidates; those farther than ``precursor_tolerance_ppm`` from the observed
+    precursor at every isotope error of ``losses.precursor.isotope_errors`` are
+    demoted). ``precursor_tolerance_ppm`` also defines the precursor-match rate."""
+
+    beam_size: int
+    precursor_tolerance_ppm: float
 
 
 @dataclass
@@ -152,6 +196,10 @@ class TrainConfig:
 
     ``max_length`` is L, the model's output positions (annotations of up to L
     tokens); ``data`` an annotated MGF to train on (None: simulated spectra).
+    ``precision`` "bf16" runs the model under bf16 autocast (CUDA); ``compile``
+    wraps the training forward in ``torch.compile``. ``time_limit_minutes``
+    (None: none) ends the run early, validated and checkpointed, at the first
+    logging step past that wall-clock time; the schedule still spans ``steps``.
     """
 
     seed: int
@@ -160,6 +208,8 @@ class TrainConfig:
     device: str
     cpu_threads: int | None
     backend: str
+    precision: str
+    compile: bool
     max_length: int
     model: ModelConfig
     optimizer: OptimizerConfig
@@ -167,8 +217,10 @@ class TrainConfig:
     schedule: ScheduleConfig
     balancing: BalancingConfig
     simulation: SimulationConfig
+    decoding: DecodingConfig
     logging: LoggingConfig
     checkpoint_every: int
+    time_limit_minutes: float | None = field(default=None)
     data: str | None = field(default=None)
 
     # cpu_threads: torch intra-op threads while training on the CPU (None: torch's choice). One
@@ -182,8 +234,9 @@ class TrainConfig:
         """Range checks that the types cannot express; returns self."""
         positive = {"steps": self.steps, "batch_size": self.batch_size, "max_length": self.max_length,
                     "model.dim": self.model.dim, "model.heads": self.model.heads, "model.cycles": self.model.cycles,
-                    "model.inner_steps": self.model.inner_steps, "logging.every": self.logging.every,
-                    "checkpoint_every": self.checkpoint_every}
+                    "model.inner_steps": self.model.inner_steps, "model.decoder_layers": self.model.decoder_layers,
+                    "logging.every": self.logging.every, "checkpoint_every": self.checkpoint_every,
+                    "simulation.proteins": self.simulation.proteins, "decoding.beam_size": self.decoding.beam_size}
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -198,6 +251,15 @@ class TrainConfig:
             low, high = getattr(self.balancing, name)
             if not 0 <= low < high <= 1:
                 raise ValueError(f"balancing.{name} must be [low, high] with 0 <= low < high <= 1, got {[low, high]}")
+        if self.losses.weighting not in WEIGHTINGS:
+            raise ValueError(f"losses.weighting must be one of {WEIGHTINGS}, got {self.losses.weighting!r}")
+        if self.losses.weighting == "gradient" and self.balancing.enabled:
+            raise ValueError("balancing.enabled balances loss values; with losses.weighting 'gradient' the "
+                             "weights already fix each mass loss's gradient relative to CE's: disable balancing")
+        if self.model.kind not in MODEL_KINDS:
+            raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.model.kind!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.backend not in ("auto", "triton", "reference"):
             raise ValueError(f"backend must be 'auto', 'triton' or 'reference', got {self.backend!r}")
         for split in ("train", "easy", "hard"):
@@ -267,9 +329,11 @@ def read_settings(path: str | Path) -> dict:
     raise ValueError(f"config file must end in .json or .toml, got {path}")
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """The default settings, updated from ``path`` and then from ``overrides``."""
+def load_config(path: str | Path | None = None, overrides: dict | None = None, preset: str | None = None) -> TrainConfig:
+    """The default settings, updated from preset ``preset``, then from ``path``, then from ``overrides``."""
     settings = read_settings(DEFAULT_CONFIG)
+    if preset is not None:
+        settings = merge_settings(settings, read_settings(preset_path(preset)))
     if path is not None:
         settings = merge_settings(settings, read_settings(path))
     if overrides:

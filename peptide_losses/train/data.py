@@ -15,7 +15,7 @@ import numpy as np
 from ..spectra import Preprocessing, Spectrum, SpectrumBatch, collate, read_mgf
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
-from .simulate import SpectrumSimulator, split_peptides
+from .simulate import SpectrumSimulator, generator, split_peptides
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +24,18 @@ VALIDATION_STREAMS = {"easy": 1, "hard": 2}
 
 
 class SimulatedTraining:
-    """Fresh simulated spectra of the training peptides at every step."""
+    """Fresh simulated spectra of the training peptides at every step, drawn on ``device``
+    (the same seed gives the same batches on the same kind of device)."""
 
-    def __init__(self, config: TrainConfig, vocabulary: Vocabulary) -> None:
-        train, _ = split_peptides(config.simulation.validation_peptide_fraction)
-        self.simulator = SpectrumSimulator(train, config.simulation.train, vocabulary, Preprocessing())
+    def __init__(self, config: TrainConfig, vocabulary: Vocabulary, device="cpu") -> None:
+        sim = config.simulation
+        train, _ = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+        self.simulator = SpectrumSimulator(train, sim.train, vocabulary, Preprocessing(), config.max_length, device)
         self.config = config
-        self.vocabulary = vocabulary
 
     def batch(self, step: int, rank: int = 0, world: int = 1) -> SpectrumBatch:
-        rng = np.random.default_rng([self.config.seed, 0, step, rank])
-        spectra = self.simulator.sample(rng, self.config.batch_size)
-        return collate(spectra, self.vocabulary, max_length=self.config.max_length)
+        rng = generator(self.simulator.device, self.config.seed, 0, step, rank)
+        return self.simulator.sample(self.config.batch_size, rng)
 
 
 def read_annotated(path: str | Path, vocabulary: Vocabulary, max_length: int) -> list[Spectrum]:
@@ -74,25 +74,26 @@ class MGFTraining:
         return collate(picks, self.vocabulary, max_length=self.config.max_length)
 
 
-def training_data(config: TrainConfig, vocabulary: Vocabulary):
-    """Simulated data, or the annotated MGF named by ``config.data``."""
-    return MGFTraining(config, vocabulary, config.data) if config.data else SimulatedTraining(config, vocabulary)
+def training_data(config: TrainConfig, vocabulary: Vocabulary, device="cpu"):
+    """Simulated data (drawn on ``device``), or the annotated MGF named by ``config.data``."""
+    return MGFTraining(config, vocabulary, config.data) if config.data else SimulatedTraining(config, vocabulary, device)
 
 
 def validation_sets(config: TrainConfig, vocabulary: Vocabulary, extra: dict[str, str | Path] | None = None,
                     chunk: int = 128) -> dict[str, list[SpectrumBatch]]:
-    """The fixed validation splits as lists of batches: simulated ``easy`` and
-    ``hard`` spectra of the validation peptides, plus each MGF in ``extra``."""
-    _, peptides = split_peptides(config.simulation.validation_peptide_fraction)
-    spectra: dict[str, list[Spectrum]] = {}
+    """The fixed validation splits as lists of CPU batches: simulated ``easy`` and
+    ``hard`` spectra of the validation peptides (drawn on the CPU, so every
+    training device validates on the same spectra), plus each MGF in ``extra``."""
+    sim = config.simulation
+    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+    splits: dict[str, list[SpectrumBatch]] = {}
     for name, stream in VALIDATION_STREAMS.items():
-        simulator = SpectrumSimulator(peptides, getattr(config.simulation, name), vocabulary, Preprocessing())
-        rng = np.random.default_rng([config.seed, stream])
-        spectra[name] = simulator.sample(rng, config.logging.validation_size)
+        simulator = SpectrumSimulator(peptides, getattr(sim, name), vocabulary, Preprocessing(), config.max_length)
+        rng = generator("cpu", config.seed, stream)
+        size = config.logging.validation_size
+        splits[name] = [simulator.sample(min(chunk, size - i), rng) for i in range(0, size, chunk)]
     for name, path in (extra or {}).items():
-        spectra[name] = read_annotated(path, vocabulary, config.max_length)
-    return {
-        name: [collate(items[i : i + chunk], vocabulary, max_length=config.max_length)
-               for i in range(0, len(items), chunk)]
-        for name, items in spectra.items()
-    }
+        items = read_annotated(path, vocabulary, config.max_length)
+        splits[name] = [collate(items[i : i + chunk], vocabulary, max_length=config.max_length)
+                        for i in range(0, len(items), chunk)]
+    return splits

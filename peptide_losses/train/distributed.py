@@ -44,14 +44,21 @@ def setup(device: str) -> Placement:
     return Placement(dist.get_rank(), world, place)
 
 
-def mean_across(values: dict[str, float], placement: Placement) -> dict[str, float]:
-    """The mean of each value over all processes (identity in a single process)."""
+def sum_across(values: torch.Tensor, placement: Placement) -> torch.Tensor:
+    """The element-wise sum of ``values`` over all processes (a copy; itself in a single process)."""
+    total = values.clone()
+    if placement.world > 1:
+        dist.all_reduce(total)
+    return total
+
+
+def any_across(flag: bool, placement: Placement) -> bool:
+    """True when ``flag`` is True in any process (so that all processes stop together)."""
     if placement.world == 1:
-        return values
-    names = sorted(values)
-    t = torch.tensor([values[n] for n in names], dtype=torch.float64, device=placement.device)
+        return flag
+    t = torch.tensor([float(flag)], device=placement.device)
     dist.all_reduce(t)
-    return {n: float(v) / placement.world for n, v in zip(names, t.tolist())}
+    return bool(t.item() > 0)
 
 
 def barrier(placement: Placement) -> None:

@@ -117,6 +117,8 @@ class TinyRecursiveModel(nn.Module):
         max_length: L, the number of output positions.
     """
 
+    autoregressive = False
+
     def __init__(self, config: ModelConfig, vocab_size: int, max_length: int) -> None:
         super().__init__()
         self.config = config
@@ -150,7 +152,21 @@ class TinyRecursiveModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = next((getattr(model, name) for name in ("module", "_orig_mod")
+                      if isinstance(getattr(model, name, None), nn.Module)), None)
+        if inner is None:
+            return model
+        model = inner
+
+
 def run_model(model: nn.Module, batch) -> list[torch.Tensor]:
-    """Per-cycle logits (B, L, V) of a :class:`~peptide_losses.spectra.SpectrumBatch`
-    (``model`` may be wrapped, e.g. in DDP)."""
-    return model(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
+    """Logits (B, L, V) of a :class:`~peptide_losses.spectra.SpectrumBatch`: one per
+    cycle for the recursive model, the teacher-forced ones for an autoregressive
+    model (``model`` may be wrapped in DDP or ``torch.compile``)."""
+    inputs = (batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
+    if unwrap(model).autoregressive:
+        inputs += (batch.tokens,)
+    return model(*inputs)

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+#: (title, y-axis label, regular expression of the metric names, scale). A
+#: metric's label in the legend is its name without the parts the panel's
+#: expression fixes (``val/easy/greedy/peptide_recall`` -> ``easy/greedy``).
 PANELS = (
-    ("Cross-entropy and total loss", ("train/ce_final", "train/total_loss"), "linear"),
-    ("Mass losses (unweighted)", ("train/spectrum_loss", "train/precursor_loss"), "log"),
-    ("Accuracy", ("train/token_accuracy", "train/sequence_accuracy", "/token_accuracy", "/aa_precision",
-                  "/aa_recall", "/peptide_recall"), "linear"),
-    ("Median precursor error of predictions (ppm)", ("ppm_error",), "log"),
-    ("Curriculum weights", ("curriculum/",), "linear"),
-    ("Share of the total loss", ("share/",), "linear"),
+    ("Cross-entropy", "CE (nats per scored token)", r"(train/ce_final|val/.*/ce)$", "linear"),
+    ("Mass losses, unweighted", "spectrum (Da), precursor (log-ppm)", r"train/(spectrum|precursor)_loss$", "log"),
+    ("Training accuracy (teacher forced)", "fraction", r"train/(token|sequence)_accuracy$", "linear"),
+    ("Validation token accuracy", "fraction", r"val/.*/token_accuracy$", "linear"),
+    ("Validation peptide recall", "fraction of spectra", r"val/.*/peptide_recall$", "linear"),
+    ("Predictions within the precursor tolerance", "fraction of spectra", r"val/.*/precursor_match$", "linear"),
+    ("Median precursor error of the predictions", "ppm", r"(train|val/.*)/ppm_error$", "log"),
+    ("Loss weights (schedule x balancing)", "weight", r"curriculum/.*_weight$", "linear"),
+    ("Factors on the mass losses", "factor (log)", r"(balancing/.*_factor|train/(spectrum|precursor)_factor)$", "log"),
+    ("Share of the total loss (values)", "fraction", r"share/.*$", "linear"),
+    ("Throughput", "spectra per second", r"time/spectra_per_s$", "linear"),
+    ("Time per step", "ms (device time on a GPU)", r"time/.*_ms$", "linear"),
 )
+_NOISE = re.compile(r"^(train|val|curriculum|balancing|share|time)/|/?(token_accuracy|peptide_recall|precursor_match|"
+                    r"ppm_error|_weight|_factor|_loss|_ms|spectra_per_s)$")
 
 
 def _series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
@@ -26,11 +37,16 @@ def _series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
     return series
 
 
+def _label(name: str) -> str:
+    return (_NOISE.sub("", name) or name.rsplit("/", 1)[-1]).replace("_", " ")
+
+
 def plot_curves(records: list[dict], path: str | Path) -> Path | None:
     """Draw the run's curves into one PNG at ``path``; None if there is nothing to plot.
 
-    A panel shows every metric whose name ends with (or, for prefixes ending in
-    ``/``, starts with) one of its patterns.
+    Each panel shows the metrics whose names match its expression (a log panel
+    leaves out series with values <= 0); validation points are marked. Legends
+    sit outside the axes so they never cover a curve.
     """
     import matplotlib
 
@@ -40,19 +56,20 @@ def plot_curves(records: list[dict], path: str | Path) -> Path | None:
     series = _series(records)
     if not series:
         return None
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
-    for ax, (title, patterns, scale) in zip(axes.flat, PANELS):
+    fig, axes = plt.subplots(4, 3, figsize=(21, 17))
+    for ax, (title, ylabel, pattern, scale) in zip(axes.flat, PANELS):
         for name, (steps, values) in sorted(series.items()):
-            chosen = any(name.startswith(p) if p.endswith("/") else name.endswith(p) for p in patterns)
-            if chosen and not (scale == "log" and min(values) <= 0):
-                ax.plot(steps, values, label=name, marker="o" if name.startswith("val/") else None, markersize=3)
+            if re.fullmatch(pattern, name) and not (scale == "log" and min(values) <= 0):
+                ax.plot(steps, values, label=_label(name), marker="o" if name.startswith("val/") else None,
+                        markersize=3)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
         ax.set_yscale(scale)
         if ax.lines:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -32,8 +32,8 @@ def learning_rate(optimizer: OptimizerConfig, step: int, total_steps: int) -> fl
 class Balancer:
     """Keeps each loss's share of the total inside its target band.
 
-    Each mass loss's staged weight is multiplied by a factor. After every step
-    the factor of a mass loss whose smoothed share is below its band grows by
+    Each mass loss's staged weight is multiplied by a factor. At every update
+    (the trainer's logging steps, from the loss means since the last one) the factor of a mass loss whose smoothed share is below its band grows by
     ``1 + rate``, above it shrinks by the same; a mass loss inside its band
     moves so as to bring CE's share into the CE band (CE's own weight stays
     fixed). Factors stay within ``[1/max_factor, max_factor]``; a loss with
@@ -45,13 +45,16 @@ class Balancer:
         self.config = config
         self.factors = {"spectrum": 1.0, "precursor": 1.0}
         self.smoothed: dict[str, float] | None = None
+        #: The shares of the values given to the latest :meth:`update`.
+        self.last_shares: dict[str, float] = {name: 0.0 for name in LOSS_NAMES}
 
     def weights(self, staged: dict[str, float]) -> dict[str, float]:
         return {name: staged[name] * self.factors.get(name, 1.0) for name in LOSS_NAMES}
 
     def update(self, values: dict[str, float], weights: dict[str, float]) -> dict[str, float]:
-        """Record one step's loss values under ``weights``; return its shares."""
+        """Record loss values under ``weights``; return their shares."""
         current = shares(values, weights)
+        self.last_shares = current
         if self.smoothed is None:
             self.smoothed = dict(current)
         else:

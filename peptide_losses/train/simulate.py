@@ -1,6 +1,6 @@
-"""Simulated annotated spectra from real tryptic peptides (the trainer's embedded default).
+"""Simulated annotated spectra of tryptic peptides, drawn as whole batches on any device.
 
-Peptides come from a synthetic proteome: 150 protein sequences of 300-700
+Peptides come from a synthetic proteome: protein sequences of 300-700
 residues drawn (fixed seed) with the amino-acid composition of
 UniProtKB/Swiss-Prot, digested with trypsin by pyteomics (one missed cleavage,
 7 to 18 residues). The peptides are tryptic (K/R C-termini, realistic lengths
@@ -13,8 +13,9 @@ A spectrum holds b/y ions at fragment charges 1..max(1, z - 1), optional a
 ions and water/ammonia losses, intensities from a position-dependent model
 with log-normal noise, missing fragments, m/z jitter in ppm and uniform noise
 peaks; the precursor m/z carries ppm jitter and an optional +1 isotope error.
-Everything is drawn from the ``numpy.random.Generator`` passed in, so a seed
-fixes every spectrum.
+A whole batch is drawn with tensor operations on the device that trains (no
+per-spectrum Python, no host sync), from the ``torch.Generator`` passed in, so
+a seed fixes every spectrum on a given device.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import hashlib
 from functools import lru_cache
 
 import numpy as np
+import torch
 
 from ..constants import C13_C12, CO, H2O, NH3, PROTON
-from ..spectra import Preprocessing, Spectrum
+from ..spectra import Preprocessing, SpectrumBatch
 from ..vocabulary import Vocabulary
 from .config import SimulationSettings
 
@@ -39,7 +41,7 @@ FIXED = {"C": "C[Carbamidomethyl]"}
 OXIDISED = "M[Oxidation]"
 
 
-def synthetic_proteome(n_proteins: int = 150, seed: int = 0) -> list[str]:
+def synthetic_proteome(n_proteins: int, seed: int = 0) -> list[str]:
     """Protein sequences (300-700 residues) drawn with Swiss-Prot's composition."""
     rng = np.random.default_rng(seed)
     residues = np.array(list(COMPOSITION))
@@ -49,12 +51,12 @@ def synthetic_proteome(n_proteins: int = 150, seed: int = 0) -> list[str]:
 
 
 @lru_cache(maxsize=4)
-def tryptic_peptides(min_length: int = 7, max_length: int = 18) -> tuple[str, ...]:
-    """Sorted unique tryptic peptides (one missed cleavage) of the synthetic proteome."""
+def tryptic_peptides(n_proteins: int, min_length: int = 7, max_length: int = 18) -> tuple[str, ...]:
+    """Sorted unique tryptic peptides (one missed cleavage) of a synthetic proteome of ``n_proteins``."""
     from pyteomics import parser
 
     peptides: set[str] = set()
-    for sequence in synthetic_proteome():
+    for sequence in synthetic_proteome(n_proteins):
         peptides |= parser.cleave(sequence, parser.expasy_rules["trypsin"], missed_cleavages=1,
                                   min_length=min_length, max_length=max_length)
     return tuple(sorted(peptides))
@@ -66,85 +68,126 @@ def is_validation_peptide(peptide: str, fraction: float) -> bool:
     return digest / 2**64 < fraction
 
 
-def split_peptides(fraction: float) -> tuple[list[str], list[str]]:
-    """(training, validation) peptides; about ``fraction`` of them validate."""
+def split_peptides(fraction: float, n_proteins: int) -> tuple[list[str], list[str]]:
+    """(training, validation) peptides of the proteome; about ``fraction`` of them validate."""
     if not 0 < fraction < 1:
         raise ValueError(f"validation_peptide_fraction must be in (0, 1), got {fraction}")
     train, valid = [], []
-    for peptide in tryptic_peptides():
+    for peptide in tryptic_peptides(n_proteins):
         (valid if is_validation_peptide(peptide, fraction) else train).append(peptide)
     return train, valid
 
 
+def generator(device, *seeds: int) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded from a tuple of integers (seed, stream, step, rank...)."""
+    digest = hashlib.sha256(repr(tuple(int(s) for s in seeds)).encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+
+
 class SpectrumSimulator:
-    """Draws annotated spectra of peptides under one :class:`SimulationSettings`.
+    """Draws batches of annotated spectra of peptides under one :class:`SimulationSettings`.
 
     Args:
         peptides: plain residue strings to draw from (filtered to the
             settings' length range).
         settings: noise, charges, ion types of this split.
-        vocabulary: encodes the annotations; must hold the modified residues used.
+        vocabulary: encodes the annotations; must hold ``C[Carbamidomethyl]``
+            and ``M[Oxidation]``.
         preprocessing: applied to every spectrum, as to real data.
+        max_length: L of the batches' token rows (at least the longest peptide).
+        device: where the peptide table lives and batches are drawn.
     """
 
-    def __init__(self, peptides, settings: SimulationSettings, vocabulary: Vocabulary, preprocessing: Preprocessing):
-        self.peptides = [p for p in peptides if settings.min_length <= len(p) <= settings.max_length]
-        if not self.peptides:
+    def __init__(self, peptides, settings: SimulationSettings, vocabulary: Vocabulary, preprocessing: Preprocessing,
+                 max_length: int, device="cpu") -> None:
+        peptides = [p for p in peptides if settings.min_length <= len(p) <= settings.max_length]
+        if not peptides:
             raise ValueError(f"no peptide of length {settings.min_length}..{settings.max_length} to simulate from")
-        weights = np.asarray(settings.charge_weights, dtype=float)
-        if weights.ndim != 1 or weights.size == 0 or (weights < 0).any() or weights.sum() <= 0:
+        if settings.max_length > max_length:
+            raise ValueError(f"peptides of up to {settings.max_length} residues do not fit max_length={max_length}")
+        weights = torch.tensor(settings.charge_weights, dtype=torch.float64)
+        if weights.ndim != 1 or weights.numel() == 0 or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"charge_weights must be non-negative with a positive sum, got {settings.charge_weights}")
-        self.charge_p = weights / weights.sum()
+        self.device = torch.device(device)
+        self.charge_cdf = (weights.cumsum(0) / weights.sum()).to(self.device)
+        self.max_charge = len(settings.charge_weights)
         self.settings = settings
         self.vocabulary = vocabulary
         self.preprocessing = preprocessing
+        self.max_length = max_length
+        # Residue letter -> token index; cysteines carry the fixed carbamidomethylation.
+        lookup = np.zeros(256, dtype=np.int64)
+        for residue in COMPOSITION:
+            lookup[ord(residue)] = vocabulary.index(FIXED.get(residue, residue))
+        table = np.zeros((len(peptides), max_length), dtype=np.int64)
+        for row, peptide in enumerate(peptides):
+            table[row, : len(peptide)] = lookup[np.frombuffer(peptide.encode(), dtype=np.uint8)]
+        self.tokens = torch.from_numpy(table).to(self.device)
+        self.lengths = torch.tensor([len(p) for p in peptides], device=self.device)
+        self.methionine, self.oxidised = vocabulary.index("M"), vocabulary.index(OXIDISED)
+        self.masses = vocabulary.mass_tensor(device=self.device)
 
-    def sample(self, rng: np.random.Generator, count: int) -> list[Spectrum]:
-        """``count`` spectra of peptides drawn uniformly."""
-        picks = rng.integers(0, len(self.peptides), size=count)
-        return [self.spectrum(self.peptides[i], rng) for i in picks]
+    def __len__(self) -> int:
+        """The number of distinct peptides drawn from."""
+        return self.tokens.shape[0]
 
-    def spectrum(self, peptide: str, rng: np.random.Generator) -> Spectrum:
-        """One simulated spectrum of ``peptide`` (plain residues), preprocessed."""
-        s = self.settings
-        residues = [FIXED.get(r, OXIDISED if r == "M" and rng.random() < s.oxidation_rate else r) for r in peptide]
-        sequence = "".join(residues)
-        tokens = self.vocabulary.encode(sequence)
-        masses = np.asarray(self.vocabulary.residue_masses(tokens))
-        charge = int(rng.choice(len(self.charge_p), p=self.charge_p)) + 1
-        peptide_mass = masses.sum() + H2O
+    def sample(self, count: int, generator: torch.Generator) -> SpectrumBatch:
+        """``count`` spectra of peptides drawn uniformly, preprocessed, as a batch on the simulator's device."""
+        s, dev, g = self.settings, self.device, generator
+        f64 = torch.float64
 
-        n = len(masses)
-        prefix = np.cumsum(masses)[:-1]
-        position = np.arange(1, n)
+        def uniform(*shape):
+            return torch.rand(shape, generator=g, device=dev, dtype=f64)
+
+        def normal(*shape):
+            return torch.randn(shape, generator=g, device=dev, dtype=f64)
+
+        pick = torch.randint(0, len(self), (count,), generator=g, device=dev)
+        tokens, n = self.tokens[pick], self.lengths[pick]
+        oxidise = (tokens == self.methionine) & (uniform(*tokens.shape) < s.oxidation_rate)
+        tokens = torch.where(oxidise, self.oxidised, tokens)
+        masses = self.masses[tokens]
+        peptide_mass = masses.sum(1) + H2O
+        charge = torch.searchsorted(self.charge_cdf, uniform(count, 1)).squeeze(1).clamp_max(self.max_charge - 1) + 1
+
+        # Slot l is the cleavage after residue l + 1; real slots are l < n - 1.
+        prefix = masses.cumsum(1)[:, :-1]
+        slots = prefix.shape[1]
+        position = torch.arange(1, slots + 1, device=dev, dtype=f64)
+        real = position[None] < n[:, None]
         # Mid-peptide cleavages fragment best; y ions dominate tryptic spectra.
-        shape = 0.3 + np.sin(np.pi * position / n)
-        neutral = [prefix, peptide_mass - prefix]
-        strength = [0.5 * shape, shape]
-        if s.a_ion_rate > 0:
-            neutral.append(prefix - CO)
-            strength.append(0.3 * shape * (rng.random(n - 1) < s.a_ion_rate))
-        if s.neutral_loss_rate > 0:
-            loss = np.where(rng.random(n - 1) < 0.5, H2O, NH3)
-            neutral.append(peptide_mass - prefix - loss)
-            strength.append(0.2 * shape * (rng.random(n - 1) < s.neutral_loss_rate))
-        neutral = np.concatenate(neutral)
-        strength = np.concatenate(strength)
+        shape = torch.where(real, 0.3 + torch.sin(torch.pi * position[None] / n[:, None]), 0.0)
+        suffix = peptide_mass[:, None] - prefix
+        loss = torch.where(uniform(count, slots) < 0.5, H2O, NH3)
+        neutral = torch.stack([prefix, suffix, prefix - CO, suffix - loss], 1)
+        strength = torch.stack([
+            0.5 * shape, shape,
+            0.3 * shape * (uniform(count, slots) < s.a_ion_rate),
+            0.2 * shape * (uniform(count, slots) < s.neutral_loss_rate),
+        ], 1).flatten(1)
+        neutral = neutral.flatten(1)
 
-        missing = rng.uniform(*s.missing_rate)
-        mz, intensity = [], []
-        for z in range(1, max(1, charge - 1) + 1):
-            present = (strength > 0) & (rng.random(strength.size) >= missing)
-            ion_mz = (neutral[present] + z * PROTON) / z
-            mz.append(ion_mz * (1 + s.mz_jitter_ppm * 1e-6 * rng.standard_normal(ion_mz.size)))
-            intensity.append(strength[present] * 0.5 ** (z - 1) * rng.lognormal(0.0, 0.6, ion_mz.size))
-        n_noise = int(rng.integers(s.noise_peaks[0], s.noise_peaks[1] + 1))
-        mz.append(rng.uniform(50.0, peptide_mass + 50.0, n_noise))
-        intensity.append(rng.exponential(0.15, n_noise))
-        mz, intensity = np.concatenate(mz), np.concatenate(intensity)
+        missing = s.missing_rate[0] + (s.missing_rate[1] - s.missing_rate[0]) * uniform(count, 1)
+        mz, intensity, valid = [], [], []
+        for z in range(1, max(1, self.max_charge - 1) + 1):
+            ion = (neutral + z * PROTON) / z
+            mz.append(ion * (1 + s.mz_jitter_ppm * 1e-6 * normal(*ion.shape)))
+            intensity.append(strength * 0.5 ** (z - 1) * torch.exp(0.6 * normal(*ion.shape)))
+            allowed = (z <= (charge - 1).clamp_min(1))[:, None]
+            valid.append((strength > 0) & allowed & (uniform(*ion.shape) >= missing))
+        low, high = s.noise_peaks
+        noise = torch.arange(high, device=dev)[None] < torch.randint(low, high + 1, (count, 1), generator=g, device=dev)
+        mz.append(50.0 + uniform(count, high) * peptide_mass[:, None])
+        intensity.append(-0.15 * torch.log1p(-uniform(count, high)))
+        valid.append(noise)
 
-        precursor = peptide_mass + (C13_C12 if rng.random() < s.isotope_error_rate else 0.0)
-        precursor_mz = (precursor + charge * PROTON) / charge * (1 + s.precursor_jitter_ppm * 1e-6 * rng.standard_normal())
-        order = np.argsort(mz, kind="stable")
-        raw = Spectrum(mz[order], intensity[order], float(precursor_mz), charge, sequence, tokens, f"simulated:{sequence}")
-        return self.preprocessing(raw)
+        isotope = torch.where(uniform(count) < s.isotope_error_rate, C13_C12, 0.0)
+        precursor_mz = (peptide_mass + isotope + charge * PROTON) / charge * (1 + s.precursor_jitter_ppm * 1e-6 * normal(count))
+        peaks_mz, peaks_intensity, peak_mask = self.preprocessing.batch(
+            torch.cat(mz, 1), torch.cat(intensity, 1), torch.cat(valid, 1), precursor_mz, charge,
+            max_charge=self.max_charge,
+        )
+        return SpectrumBatch(
+            mz=peaks_mz.float(), intensity=peaks_intensity.float(), peak_mask=peak_mask,
+            precursor_mz=precursor_mz, charge=charge, tokens=tokens, mask=tokens != 0, vocabulary=self.vocabulary,
+        )

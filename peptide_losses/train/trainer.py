@@ -1,7 +1,16 @@
-"""The training loop: staged losses, metrics, validation, checkpoints, plots."""
+"""The training loop: staged losses, metrics, validation, checkpoints, plots.
+
+No training step reads the device on the host: batches are simulated on the
+training device, the mass losses skip their value checks, loss weights are
+Python numbers, and every logged value is summed on the device and read once
+per ``logging.every`` steps (the balancer updates from those means). Timing
+uses CUDA events on a GPU, so the split between simulating data and computing
+the step costs no sync either.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -15,103 +24,147 @@ from ..vocabulary import Vocabulary
 from . import distributed
 from .checkpoint import (
     CHECKPOINT_NAME,
+    COMPACT_NAME,
     atomic_save,
+    check_resumable,
+    compact,
     load_checkpoint,
     rng_state,
     set_rng_state,
-    vocabulary_from_record,
     vocabulary_record,
 )
 from .config import TrainConfig
 from .data import training_data, validation_sets
-from .metrics import aa_metrics, ppm_errors, token_metrics
+from .decoding import beam_search, greedy
+from .metrics import aa_metrics, first_peptide, ppm_errors, same_residue, token_metrics
 from .model import TinyRecursiveModel, run_model
 from .objective import Objective
 from .plots import plot_curves
 from .recorder import Recorder
 from .schedule import Balancer, learning_rate, staged_weights
+from .stopwatch import Stopwatch
+from .transformer import PeptideTransformer
 
 log = logging.getLogger(__name__)
 
 FINAL_METRICS = "final_metrics.json"
 PLOT = "curves.png"
+MODELS = {"transformer": PeptideTransformer, "recursive": TinyRecursiveModel}
+#: What every step adds to the device-side sums, in this order (logged as train/<name>).
+STEP_VALUES = ("ce", "ce_final", "spectrum_loss", "precursor_loss", "total_loss", "spectrum_factor",
+               "precursor_factor", "token_accuracy", "sequence_accuracy", "ppm_error")
 
 
-def build(config: TrainConfig, vocabulary: Vocabulary, device) -> tuple[TinyRecursiveModel, Objective]:
-    """The model (seeded from ``config.seed``) and the objective, on ``device``."""
+def build(config: TrainConfig, vocabulary: Vocabulary, device) -> tuple[torch.nn.Module, Objective]:
+    """The model of ``config.model.kind`` (seeded from ``config.seed``) and the objective, on ``device``."""
     torch.manual_seed(config.seed)
-    model = TinyRecursiveModel(config.model, len(vocabulary), config.max_length).to(device)
-    return model, Objective(vocabulary, config.losses, config.backend).to(device)
+    cls = MODELS[config.model.kind]
+    model = cls(config.model, len(vocabulary), config.max_length).to(device)
+    objective = Objective(vocabulary, config.losses, config.backend, autoregressive=cls.autoregressive)
+    return model, objective.to(device)
 
 
-def prediction_metrics(logits: torch.Tensor, batch: SpectrumBatch, isotope_errors) -> dict[str, float]:
-    """Token / sequence accuracy and median ppm error of the argmax prediction of (B, L, V) logits."""
-    pred = logits.argmax(-1)
-    masses = batch.vocabulary.mass_tensor(device=pred.device)
-    ppm = ppm_errors(pred, masses, batch.precursor_mz, batch.charge, isotope_errors)
-    return {**token_metrics(pred, batch.tokens, batch.mask), "ppm_error": float(ppm.median())}
+def autocast(config: TrainConfig, device: torch.device):
+    """bf16 autocast when ``config.precision`` asks for it, else nothing."""
+    if config.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def step_values(terms, total: torch.Tensor, factors: torch.Tensor, logits: torch.Tensor, batch: SpectrumBatch,
+                objective: Objective, isotope_errors) -> torch.Tensor:
+    """One step's :data:`STEP_VALUES` as a float64 device tensor (no host read).
+
+    ``total`` and ``factors`` come from :meth:`Objective.weighted_total`.
+    Accuracies are of the argmax of the (teacher-forced) logits, isobaric
+    tokens counting as equal (:func:`.metrics.same_residue`); the ppm error
+    is the median over the batch of the precursor error of that argmax peptide
+    (up to its first stop token).
+    """
+    with torch.no_grad():
+        pred = logits.argmax(-1)
+        scored = objective.ce_targets(batch) != -100
+        correct = same_residue(pred, batch.tokens, objective.token_masses)
+        token_accuracy = (correct & batch.mask).sum() / batch.mask.sum().clamp_min(1)
+        sequence_accuracy = (correct | ~scored).all(-1).double().mean()
+        ppm = ppm_errors(first_peptide(pred), objective.token_masses, batch.precursor_mz, batch.charge,
+                         isotope_errors).median()
+        parts = (terms.ce, terms.ce_final, terms.spectrum, terms.precursor, total, *factors, token_accuracy,
+                 sequence_accuracy, ppm)
+        return torch.stack([p.detach().double() for p in parts])
+
+
+def training_step(model, objective: Objective, optimizer, batch: SpectrumBatch, weights: dict[str, float],
+                  config: TrainConfig) -> torch.Tensor:
+    """Forward, weighted losses, backward, clipping and the optimiser step on one batch.
+
+    ``model`` is what trains (possibly wrapped in DDP or ``torch.compile``).
+    Returns the step's :data:`STEP_VALUES` as a device tensor; nothing here
+    reads the device on the host.
+    """
+    with autocast(config, batch.mz.device):
+        logits = run_model(model, batch)
+        terms = objective(logits, batch)
+    total, factors = objective.weighted_total(terms, weights, logits[-1])
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optimizer.grad_clip)
+    optimizer.step()
+    return step_values(terms, total, factors, logits[-1], batch, objective, config.losses.precursor.isotope_errors)
+
+
+def _decoded_metrics(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor, ppm: torch.Tensor,
+                     masses: torch.Tensor, tolerance_ppm: float) -> dict[str, float]:
+    return {
+        **token_metrics(pred, true, mask, masses),
+        **aa_metrics(pred, true, masses),
+        "ppm_error": float(ppm.median()),
+        "precursor_match": float((ppm <= tolerance_ppm).double().mean()),
+    }
 
 
 @torch.no_grad()
-def evaluate(model, batches: list[SpectrumBatch], objective: Objective, device) -> dict[str, float]:
-    """Metrics of one validation split: CE, token / sequence accuracy, Casanovo's
-    aa precision / recall and peptide recall, median ppm error of the predictions."""
+def evaluate(model, batches: list[SpectrumBatch], objective: Objective, config: TrainConfig, device) -> dict[str, float]:
+    """Metrics of one validation split.
+
+    ``ce`` is the teacher-forced cross-entropy per scored token. Then, for each
+    decoding (``greedy``; for an autoregressive model also ``precursor_beam``,
+    see :mod:`.decoding`): token / sequence accuracy, Casanovo's aa precision /
+    recall and peptide recall, the median precursor error (ppm) of the decoded
+    peptides and the share of them within ``decoding.precursor_tolerance_ppm``
+    of the observed precursor (``precursor_match``; isotope errors of
+    ``losses.precursor.isotope_errors``).
+    """
     was_training = model.training
     model.eval()
-    preds, trues, masks, ppms, ces = [], [], [], [], []
+    isotope_errors = config.losses.precursor.isotope_errors
+    tolerance = config.decoding.precursor_tolerance_ppm
+    methods = {"greedy": greedy}
+    if getattr(model, "autoregressive", False):
+        methods["precursor_beam"] = lambda m, b: beam_search(m, b, config.decoding.beam_size, tolerance, isotope_errors)
+    decoded = {name: ([], []) for name in methods}
+    trues, masks, ce_sum, ce_count = [], [], 0.0, 0
     for batch in batches:
         batch = batch.to(device)
-        logits = run_model(model, batch)[-1]
-        pred = logits.argmax(-1)
         masses = batch.vocabulary.mass_tensor(device=device)
-        ppms.append(ppm_errors(pred, masses, batch.precursor_mz, batch.charge,
-                               objective.precursor_loss.options["isotope_errors"]))
-        ces.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tokens, reduction="sum"))
-        preds.append(pred.cpu())
+        with autocast(config, device):
+            logits = run_model(model, batch)[-1]
+            for name, decode in methods.items():
+                pred = decode(model, batch)
+                decoded[name][0].append(pred.cpu())
+                decoded[name][1].append(ppm_errors(pred, masses, batch.precursor_mz, batch.charge, isotope_errors).cpu())
+        targets = objective.ce_targets(batch)
+        ce_sum += float(torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, reduction="sum"))
+        ce_count += int((targets != -100).sum())
         trues.append(batch.tokens.cpu())
         masks.append(batch.mask.cpu())
     model.train(was_training)
-    pred, true, mask = torch.cat(preds), torch.cat(trues), torch.cat(masks)
-    vocabulary = batches[0].vocabulary
-    return {
-        "ce_final": float(sum(ces)) / true.numel(),
-        **token_metrics(pred, true, mask),
-        **aa_metrics(pred, true, vocabulary.mass_tensor()),
-        "ppm_error": float(torch.cat(ppms).median()),
-    }
-
-
-class _Interval:
-    """Means of the per-step values since the last log line."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.count = 0
-
-    def add(self, values: dict[str, float]) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
-
-    def pop(self) -> dict[str, float]:
-        means = {k: v / self.count for k, v in self.sums.items()}
-        self.sums, self.count = {}, 0
-        return means
-
-
-def _step_values(values, weights, step_shares, lr, balancer: Balancer) -> dict[str, float]:
-    """One step's loggable values under the issue's metric names."""
-    out = {
-        "train/ce": values["ce"], "train/ce_final": values["ce_final"],
-        "train/spectrum_loss": values["spectrum"], "train/precursor_loss": values["precursor"],
-        "train/total_loss": sum(weights[k] * values[k] for k in weights),
-        "train/token_accuracy": values["token_accuracy"], "train/sequence_accuracy": values["sequence_accuracy"],
-        "train/ppm_error": values["ppm_error"], "train/lr": lr,
-        **{f"curriculum/{k}_weight": w for k, w in weights.items()},
-        **{f"share/{k}": s for k, s in step_shares.items()},
-    }
-    if balancer.config.enabled:
-        out.update({f"curriculum/{k}_factor": f for k, f in balancer.factors.items()})
+    true, mask = torch.cat(trues), torch.cat(masks)
+    masses = batches[0].vocabulary.mass_tensor()
+    out = {"ce": ce_sum / max(ce_count, 1)}
+    for name, (preds, ppms) in decoded.items():
+        metrics = _decoded_metrics(torch.cat(preds), true, mask, torch.cat(ppms), masses, tolerance)
+        out.update({f"{name}/{k}": v for k, v in metrics.items()})
     return out
 
 
@@ -123,7 +176,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: str | Path | None
         config: the run's settings (from a checkpoint when resuming).
         out_dir: run folder: ``last.pt``, ``metrics.jsonl``/``.csv``,
             ``tensorboard/``, ``curves.png``, ``final_metrics.json``, ``train.log``.
-        resume: checkpoint file or run folder to continue from, exactly.
+        resume: checkpoint file or run folder to continue from (``last.pt``:
+            exactly; ``compact.pt``: with fresh optimiser moments). A checkpoint of
+            another vocabulary, model or ``max_length`` is a ValueError raised
+            before anything in ``out_dir`` is written.
         stop_after: stop (with a checkpoint) once this step is reached, as if
             interrupted; the schedule still spans ``config.steps``.
         extra_validation: ``{name: path.mgf}`` annotated spectra validated
@@ -139,29 +195,36 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: str | Path | None
 
 
 def _run(config: TrainConfig, out_dir: Path, resume, stop_after, extra_validation) -> dict:
-    placement = distributed.setup(config.device)
     vocabulary = Vocabulary.default()
-    model, objective = build(config, vocabulary, placement.device)
+    state = None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        check_resumable(state, config, vocabulary)
+    placement = distributed.setup(config.device)
+    device = placement.device
+    model, objective = build(config, vocabulary, device)
     opt = config.optimizer
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay,
+                                  fused=device.type == "cuda")
     balancer = Balancer(config.balancing)
     start = 0
-    if resume is not None:
-        state = load_checkpoint(resume, map_location=placement.device)
-        if vocabulary_from_record(state["vocabulary"]) != vocabulary:
-            raise ValueError("the checkpoint was trained with another vocabulary; it cannot be resumed with this one")
+    if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is None:
+            log.warning("resuming from a compact checkpoint: AdamW's moments start from zero (not an exact resume)")
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         balancer.load_state_dict(state["balancer"])
         set_rng_state(state["rng"])
         start = state["step"]
+    train_model = model
     if placement.world > 1:
-        device_ids = [placement.device.index] if placement.device.type == "cuda" else None
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    else:
-        ddp_model = model
+        device_ids = [device.index] if device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if config.compile:
+        train_model = torch.compile(train_model)
     end = config.steps if stop_after is None else min(stop_after, config.steps)
-    data = training_data(config, vocabulary)
+    data = training_data(config, vocabulary, device)
     recorder = None
     if placement.is_main:
         wandb = None
@@ -171,64 +234,79 @@ def _run(config: TrainConfig, out_dir: Path, resume, stop_after, extra_validatio
         recorder = Recorder(out_dir, resume_step=start if resume is not None else None,
                             tensorboard=config.logging.tensorboard, wandb=wandb)
         validation = validation_sets(config, vocabulary, extra_validation)
-        log.info("model: %d parameters; vocabulary %s (%d tokens); %s on %s, %d process(es); steps %d..%d of %d",
-                 model.n_parameters(), vocabulary.fingerprint, len(vocabulary),
-                 "simulated data" if not config.data else config.data, placement.device, placement.world,
+        log.info("model %s: %d parameters; vocabulary %s (%d tokens); %s on %s, %d process(es); steps %d..%d of %d",
+                 config.model.kind, model.n_parameters(), vocabulary.fingerprint, len(vocabulary),
+                 "simulated data" if not config.data else config.data, device, placement.world,
                  start, end, config.steps)
 
     def save(step: int) -> None:
         if placement.is_main:
-            atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "balancer": balancer.state_dict(), "rng": rng_state(), "step": step,
-                         "config": config.to_dict(), "vocabulary": vocabulary_record(vocabulary)},
-                        out_dir / CHECKPOINT_NAME)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "balancer": balancer.state_dict(), "rng": rng_state(), "step": step,
+                     "config": config.to_dict(), "vocabulary": vocabulary_record(vocabulary)}
+            atomic_save(state, out_dir / CHECKPOINT_NAME)
+            atomic_save(compact(state), out_dir / COMPACT_NAME)
 
-    isotope_errors = config.losses.precursor.isotope_errors
-    interval = _Interval()
+    sums = torch.zeros(len(STEP_VALUES), dtype=torch.float64, device=device)
+    counted = 0
+    stopwatch = Stopwatch(device)
     last: dict[str, float] = {}
     bar = tqdm(range(start, end), initial=start, total=config.steps, dynamic_ncols=True,
                disable=not (placement.is_main and config.logging.progress))
     started = time.perf_counter()
+    final = timed_out = False
     model.train()
     for step in bar:
         lr = learning_rate(opt, step, config.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = data.batch(step, placement.rank, placement.world).to(placement.device)
-        logits = run_model(ddp_model, batch)
         weights = balancer.weights(staged_weights(config.schedule, step, config.steps))
-        terms = objective(logits, batch)
-        optimizer.zero_grad(set_to_none=True)
-        terms.total(weights).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
-        optimizer.step()
-
-        with torch.no_grad():
-            metrics = prediction_metrics(logits[-1], batch, isotope_errors)
-        values = distributed.mean_across({**terms.detached(), **metrics}, placement)
-        step_shares = balancer.update(values, weights)
-        interval.add(_step_values(values, weights, step_shares, lr, balancer))
+        stopwatch.start()
+        batch = data.batch(step, placement.rank, placement.world).to(device)
+        stopwatch.lap("data")
+        sums += training_step(train_model, objective, optimizer, batch, weights, config)
+        stopwatch.lap("compute")
+        counted += 1
         done = step + 1
-        bar.set_postfix(ce=f"{values['ce_final']:.3f}", spec=f"{values['spectrum']:.3g}",
-                        prec=f"{values['precursor']:.3g}", acc=f"{values['token_accuracy']:.3f}")
 
-        if placement.is_main:
-            if done % config.logging.every == 0 or done == end:
-                last = interval.pop()
+        logging_step = done % config.logging.every == 0 or done == end
+        if logging_step and config.time_limit_minutes is not None and done < end:
+            if distributed.any_across(time.perf_counter() - started > 60 * config.time_limit_minutes, placement):
+                log.info("time limit of %g minutes reached at step %d of %d", config.time_limit_minutes, done, config.steps)
+                end, timed_out = done, True
+        if logging_step:
+            means = dict(zip(STEP_VALUES, (distributed.sum_across(sums, placement) / (counted * placement.world)).tolist()))
+            sums.zero_()
+            counted = 0
+            balancer.update({"ce": means["ce"], "spectrum": means["spectrum_loss"],
+                             "precursor": means["precursor_loss"]}, weights)
+            timing = stopwatch.pop()
+            bar.set_postfix(ce=f"{means['ce_final']:.3f}", acc=f"{means['token_accuracy']:.3f}")
+            if placement.is_main:
+                last = {**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr,
+                        **{f"curriculum/{k}_weight": w for k, w in weights.items()},
+                        **{f"share/{k}": v for k, v in balancer.last_shares.items()},
+                        **{f"time/{k}": v for k, v in timing.items()},
+                        "time/spectra_per_s": timing["steps_per_s"] * config.batch_size * placement.world}
+                if balancer.config.enabled:
+                    last.update({f"balancing/{k}_factor": f for k, f in balancer.factors.items()})
                 recorder.log(done, last)
-            if done % config.logging.validate_every == 0 or done == config.steps:
-                for name, batches in validation.items():
-                    result = evaluate(model, batches, objective, placement.device)
-                    recorder.log(done, {f"val/{name}/{k}": v for k, v in result.items()})
-                    last.update({f"val/{name}/{k}": v for k, v in result.items()})
+        final = done == end and (end == config.steps or timed_out)
+        if placement.is_main and (done % config.logging.validate_every == 0 or final):
+            for name, batches in validation.items():
+                result = {f"val/{name}/{k}": v for k, v in evaluate(model, batches, objective, config, device).items()}
+                recorder.log(done, result)
+                last.update(result)
         if done % config.checkpoint_every == 0 or done == end:
             save(done)
-        distributed.barrier(placement)
+            distributed.barrier(placement)
+        if done == end:
+            break
     bar.close()
 
     if placement.is_main:
         log.info("steps %d..%d took %.1f s", start, end, time.perf_counter() - started)
-        if end == config.steps:
+        if final:
             plot_curves(recorder.records, out_dir / PLOT)
             (out_dir / FINAL_METRICS).write_text(json.dumps(last, indent=2, sort_keys=True))
         recorder.close()
