@@ -79,13 +79,15 @@ def test_acceptance_one_hot_true_peptides_through_the_adapter(real, tokenizer):
     batch, targets = real
     vocab = Vocabulary.from_casanovo(tokenizer)
     losses, true = check_true_peptides(vocab, tokenizer.reverse_index, targets, batch)
-    # The fused kernels (interpreted on the CPU) agree on a slice.
+    # The fused kernels (on the GPU, or interpreted on the CPU) agree on a slice.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     losses.spectrum.options["backend"] = losses.precursor.options["backend"] = "triton"
     part = slice(0, 12)
-    peaks = (batch.mz, batch.intensity, batch.precursor_mz, batch.charge, batch.peak_mask)
-    got = losses(one_hot(targets[part], len(vocab)), targets[part], *(t[part] for t in peaks))
-    torch.testing.assert_close(got[0], true[0][part], rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(got[1], true[1][part], rtol=1e-6, atol=1e-9)
+    inputs = (targets, batch.mz, batch.intensity, batch.precursor_mz, batch.charge, batch.peak_mask)
+    targets, *peaks = (t[part].to(device) for t in inputs)
+    got = losses.to(device)(one_hot(targets, len(vocab)), targets, *peaks)
+    torch.testing.assert_close(got[0].cpu(), true[0][part], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(got[1].cpu(), true[1][part], rtol=1e-6, atol=1e-9)
 
 
 def test_training_step_adds_the_ramped_mass_losses(real, tokenizer):

@@ -20,6 +20,8 @@ from peptide_losses.vocabulary import DEFAULT_MODIFIED, DEFAULT_N_TERMINAL, RESI
 SORTED = Vocabulary.from_tokens(sorted(["$", *RESIDUE_MASSES, *DEFAULT_MODIFIED, *DEFAULT_N_TERMINAL]), special=("$",))
 STOP = SORTED.index("$")
 SPECTRUM = dict(ion_types=("b", "y"), charges=(1, 2), distance_scale=0.02, reduction="none")
+#: The kernels run on CUDA tensors, or interpreted on CPU tensors (tests/conftest.py).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def targets_c_to_n(peptides, length):
@@ -134,17 +136,17 @@ def test_flipped_c_to_n_logits_equal_n_to_c_logits(backend):
     gen = torch.Generator().manual_seed(0)
     lengths = [6, 3, 9]
     batch, length, n_peaks = len(lengths), 11, 40
-    logits = torch.randn(batch, length, len(SORTED), generator=gen, dtype=torch.float64) * 3
-    mask = torch.arange(length)[None] < torch.tensor(lengths)[:, None]
-    mz = torch.rand(batch, n_peaks, generator=gen, dtype=torch.float64) * 1500 + 100
-    intensity = torch.rand(batch, n_peaks, generator=gen, dtype=torch.float64)
+    logits = (torch.randn(batch, length, len(SORTED), generator=gen, dtype=torch.float64) * 3).to(DEVICE)
+    mask = (torch.arange(length)[None] < torch.tensor(lengths)[:, None]).to(DEVICE)
+    mz = (torch.rand(batch, n_peaks, generator=gen, dtype=torch.float64) * 1500 + 100).to(DEVICE)
+    intensity = torch.rand(batch, n_peaks, generator=gen, dtype=torch.float64).to(DEVICE)
     # C->N as Casanovo writes it: each peptide reversed in place, padding after it.
     c_to_n = torch.zeros_like(logits)
     for b, n in enumerate(lengths):
         c_to_n[b, :n] = logits[b, :n].flip(0)
     c_to_n.requires_grad_(True)
     n_to_c = logits.clone().requires_grad_(True)
-    options = dict(SPECTRUM, masses=SORTED.mass_tensor(), backend=backend)
+    options = dict(SPECTRUM, masses=SORTED.mass_tensor(device=DEVICE), backend=backend)
     want = spectrum_matching_loss(n_to_c, mz, intensity, mask=mask, **options)
     got = spectrum_matching_loss(n_terminus_first(c_to_n, "c_to_n"), mz, intensity,
                                  mask=n_terminus_first(mask, "c_to_n"), **options)
