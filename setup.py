@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     # kernels/ ships inside the package so nothing called plain `kernels` lands in site-packages.
-    packages=["peptide_losses", "peptide_losses.kernels", "peptide_losses.train"],
+    packages=["peptide_losses", "peptide_losses.kernels", "peptide_losses.train", "peptide_losses.integrations"],
     package_dir={"peptide_losses": "peptide_losses", "peptide_losses.kernels": "kernels"},
     package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml", "presets/*.json"]},
     install_requires=["torch>=2.4", "triton>=3.2", "numpy", "pyteomics"],
@@ -19,5 +19,9 @@ setup(
         "test": ["pytest", "hypothesis"],
         "train": ["tqdm", "matplotlib", "tensorboard"],
         "bench": ["tqdm", "matplotlib"],
+        # pyarrow 22 needs numpy 2, which casanovo 5.2.1 excludes.
+        "casanovo": ["casanovo==5.2.1", "pyarrow<22"],
+        # numpy >= 2: cannot share an environment with casanovo 5.2.1.
+        "instanovo": ["instanovo==1.2.2"],
     },
 )

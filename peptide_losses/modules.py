@@ -15,14 +15,23 @@ from .vocabulary import Vocabulary
 class _VocabularyLoss(nn.Module):
     """Holds the vocabulary and its masses (V,) in Da as a non-persistent buffer.
 
+    ``tokens``, the model's token names in logit index order (e.g.
+    ``Spec2Pep.tokenizer.reverse_index``), are checked once against the
+    vocabulary with :meth:`Vocabulary.check_tokens`: a ValueError names the
+    first index where they disagree.
+
     The buffer follows ``.to(device)`` and stays out of ``state_dict``: the
     vocabulary, not a checkpoint, is the source of truth for masses. It stays
     float64 under ``.to(dtype)`` / ``.half()`` / ``.bfloat16()`` of an enclosing
     model: bf16 would round a 130 Da mass to 0.5 Da.
     """
 
-    def __init__(self, vocabulary: Vocabulary | torch.Tensor, options: dict) -> None:
+    def __init__(self, vocabulary: Vocabulary | torch.Tensor, options: dict, tokens=None) -> None:
         super().__init__()
+        if tokens is not None:
+            if not isinstance(vocabulary, Vocabulary):
+                raise TypeError("tokens needs a Vocabulary to check them against, not a mass tensor")
+            vocabulary.check_tokens(tokens)
         if isinstance(vocabulary, Vocabulary):
             self.vocabulary = vocabulary
             masses = vocabulary.mass_tensor()
@@ -54,7 +63,8 @@ class SpectrumMatchingLoss(_VocabularyLoss):
 
     ``forward(logits, mz, intensity, mask=None, peak_mask=None)`` with logits
     (B, L, V), mz / intensity / peak_mask (B, N), mask (B, L); logits=None with
-    ``residue_masses=`` (B, L) Da skips the softmax. Options as the function.
+    ``residue_masses=`` (B, L) Da skips the softmax. Options as the function;
+    ``tokens``: the model's token names, checked against the vocabulary.
     """
 
     def __init__(
@@ -70,6 +80,7 @@ class SpectrumMatchingLoss(_VocabularyLoss):
         reduction: str = "mean",
         backend: str = "auto",
         check_values: bool = True,
+        tokens: Sequence[str | None] | None = None,
     ) -> None:
         # Checked before tuple(): a string "by" would otherwise become ("b", "y").
         check_options(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
@@ -78,7 +89,7 @@ class SpectrumMatchingLoss(_VocabularyLoss):
             ion_types=tuple(ion_types), charges=tuple(charges), direction=direction, distance=distance,
             distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction,
             backend=backend, check_values=check_values,
-        ))
+        ), tokens)
 
     def forward(self, logits, mz, intensity, mask=None, peak_mask=None, *, residue_masses=None):
         masses = self.masses if logits is not None else None
@@ -92,7 +103,8 @@ class PrecursorMassLoss(_VocabularyLoss):
     """Module form of :func:`peptide_losses.precursor_mass_loss`.
 
     ``forward(logits, precursor_mz, charge, mask=None)`` with logits (B, L, V),
-    precursor_mz (B,) m/z, charge (B,) int, mask (B, L) bool.
+    precursor_mz (B,) m/z, charge (B,) int, mask (B, L) bool. ``tokens``: the
+    model's token names, checked against the vocabulary.
     """
 
     def __init__(
@@ -104,12 +116,13 @@ class PrecursorMassLoss(_VocabularyLoss):
         reduction: str = "mean",
         backend: str = "auto",
         check_values: bool = True,
+        tokens: Sequence[str | None] | None = None,
     ) -> None:
         check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
         super().__init__(vocabulary, dict(
             scale=scale, isotope_errors=tuple(isotope_errors), reduction=reduction,
             backend=backend, check_values=check_values,
-        ))
+        ), tokens)
 
     def forward(self, logits, precursor_mz, charge, mask=None, *, residue_masses=None):
         masses = self.masses if logits is not None else None

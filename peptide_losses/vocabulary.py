@@ -1,11 +1,15 @@
 """The one residue vocabulary shared by the losses, the data code and the trainer.
 
 A token is a residue (``"A"``), a modified residue in bracket notation
-(``"M[Oxidation]"``) or an N-terminal modification (``"[Acetyl]-"``). Index 0 is
-always padding, with mass 0. Because the loss objects, the MGF reader and the
-trainer all take the same :class:`Vocabulary` object, and a logits tensor whose
-last dimension differs from ``len(vocabulary)`` is rejected, a dataset and a
-loss cannot silently disagree on what an index means.
+(``"M[Oxidation]"``), an N-terminal modification (``"[Acetyl]-"``, or
+InstaNovo's ``"[UNIMOD:1]"``) or a named zero-mass special token (a model's
+stop or start token, such as Casanovo's ``"$"``). Index 0 is always padding,
+with mass 0. Because the loss objects, the MGF reader and the trainer all take
+the same :class:`Vocabulary` object, and a logits tensor whose last dimension
+differs from ``len(vocabulary)`` is rejected, a dataset and a loss cannot
+silently disagree on what an index means. Equal sizes do not make equal
+orders: :meth:`Vocabulary.check_tokens` compares the names, index by index,
+with a model's own token list.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ DELTA_TOLERANCE = 0.01
 
 _NUMBER = r"[+-]\d+(?:\.\d*)?"
 _N_TERM_BRACKET = re.compile(r"\[([^\[\]]+)\]-")
+# A standalone modification is N-terminal; InstaNovo writes it without ProForma's dash.
+_N_TERM_TOKEN = re.compile(r"\[[^\[\]]+\]-?")
 _N_TERM_DELTAS = re.compile(rf"(?:{_NUMBER})+")
 _RESIDUE = re.compile(rf"([A-Z])(?:\[([^\[\]]+)\]|({_NUMBER}))?")
 
@@ -102,8 +108,9 @@ def _token_mass(token: str) -> float:
             delta = None if mod is None else RESIDUE_MASSES[res.group(1)] + mod
     if delta is None:
         raise ValueError(
-            f"token {token!r} has no known mass: give it explicitly with "
-            "Vocabulary.from_masses({token: mass_in_Da, ...})"
+            f"token {token!r} has no known mass: give residues and modifications their mass with "
+            "Vocabulary.from_masses({token: mass_in_Da, ...}); name a zero-mass stop or start token "
+            "in special=(...)"
         )
     return delta
 
@@ -112,17 +119,23 @@ def _token_mass(token: str) -> float:
 class Vocabulary:
     """Tokens and their monoisotopic masses (Da); index 0 is padding (mass 0).
 
-    Two vocabularies are equal when their tokens and masses are equal;
-    :attr:`fingerprint` is a short hash of both, to store beside data and
-    checkpoints.
+    Two vocabularies are equal when their tokens, masses and special tokens are
+    equal; :attr:`fingerprint` is a short hash of them, to store beside data
+    and checkpoints.
 
     Args:
-        tokens: token strings, padding first (``Vocabulary.PADDING``).
-        masses: their masses in Da (float), padding 0.
+        tokens: token strings in logit index order, padding first
+            (``Vocabulary.PADDING``, or a name listed in ``special``).
+        masses: their masses in Da (float), 0 for padding and special tokens.
+        special: zero-mass tokens that are not residues (a model's stop token
+            ``"$"`` or ``"[EOS]"``, start token, named padding). They never
+            count as peptide positions: :func:`peptide_losses.masks.residue_mask`
+            leaves them out, :meth:`decode` skips them.
     """
 
     tokens: tuple[str, ...]
     masses: tuple[float, ...]
+    special: tuple[str, ...] = ()
     _index: dict = field(init=False, repr=False, compare=False, hash=False)
 
     PADDING = PADDING
@@ -132,43 +145,118 @@ class Vocabulary:
             raise ValueError(
                 f"tokens and masses differ in length ({len(self.tokens)} vs {len(self.masses)})"
             )
-        if not self.tokens or self.tokens[0] != PADDING or self.masses[0] != 0.0:
-            raise ValueError(f"index 0 must be the padding token {PADDING!r} with mass 0")
+        special = tuple(self.special)
+        object.__setattr__(self, "special", special)
+        if not self.tokens or self.tokens[0] not in (PADDING, *special) or self.masses[0] != 0.0:
+            raise ValueError(
+                f"index 0 must be the padding token {PADDING!r} (or a name listed in special) with mass 0"
+            )
         if len(set(self.tokens)) != len(self.tokens):
             dup = sorted({t for t in self.tokens if self.tokens.count(t) > 1})
             raise ValueError(f"duplicate tokens: {dup}")
+        index = {t: i for i, t in enumerate(self.tokens)}
+        for token in special:
+            if token not in index:
+                raise ValueError(f"special token {token!r} is not among the tokens")
+            if self.masses[index[token]] != 0.0:
+                raise ValueError(f"special token {token!r} must have mass 0, got {self.masses[index[token]]}")
         for token in self.tokens[1:]:
-            if not (_RESIDUE.fullmatch(token) or _N_TERM_BRACKET.fullmatch(token)):
+            if token not in special and not (_RESIDUE.fullmatch(token) or _N_TERM_TOKEN.fullmatch(token)):
                 raise ValueError(
                     f"token {token!r} is not a residue 'X', a modified residue 'X[Mod]' "
-                    "or an N-terminal modification '[Mod]-'"
+                    "or an N-terminal modification '[Mod]-': name a zero-mass stop or start "
+                    "token in special=(...)"
                 )
-        object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+        object.__setattr__(self, "_index", index)
 
     # ---------------------------------------------------------------- builders
     @classmethod
     def default(cls) -> "Vocabulary":
-        """Casanovo's vocabulary: 20 residues, 4 modified residues, 4 N-terminal mods.
+        """Casanovo's residue set in this library's own order, not Casanovo's logit order.
 
-        Size 29 (with padding). Order: padding, the 20 residues in
-        ``RESIDUE_MASSES`` order, ``DEFAULT_MODIFIED``, ``DEFAULT_N_TERMINAL``.
+        20 residues, 4 modified residues, 4 N-terminal modifications; size 29
+        with padding. Order: padding, the 20 residues in ``RESIDUE_MASSES``
+        order, ``DEFAULT_MODIFIED``, ``DEFAULT_N_TERMINAL``. A Casanovo model's
+        logits are also 29 wide but sorted, with its stop token ``"$"`` at
+        index 1 and I folded into L: use :meth:`from_casanovo` for them.
         """
         return cls.from_tokens([*RESIDUE_MASSES, *DEFAULT_MODIFIED, *DEFAULT_N_TERMINAL])
 
     @classmethod
-    def from_tokens(cls, tokens: Iterable[str]) -> "Vocabulary":
+    def from_tokens(cls, tokens: Iterable[str], special: Iterable[str] = ()) -> "Vocabulary":
         """A vocabulary of the given tokens, masses from the built-in tables.
 
         Known: the 20 residues, ``X[Name]`` and ``[Name]-`` with a Unimod name
         from ``UNIMOD_DELTAS``, and numeric deltas ``X[+15.995]``, ``[+42.011]-``.
+        Tokens named in ``special`` (a stop token ``"$"``, a start token) get
+        mass 0 where they stand in ``tokens``. Padding is added at index 0.
         """
-        tokens = list(tokens)
-        return cls((PADDING, *tokens), (0.0, *(_token_mass(t) for t in tokens)))
+        tokens, special = list(tokens), tuple(special)
+        masses = (0.0 if t in special else _token_mass(t) for t in tokens)
+        return cls((PADDING, *tokens), (0.0, *masses), special)
 
     @classmethod
-    def from_masses(cls, masses: Mapping[str, float]) -> "Vocabulary":
-        """A custom vocabulary from ``{token: mass_in_Da}`` (padding is added)."""
-        return cls((PADDING, *masses), (0.0, *(float(m) for m in masses.values())))
+    def from_masses(cls, masses: Mapping[str, float], special: Iterable[str] = ()) -> "Vocabulary":
+        """A custom vocabulary from ``{token: mass_in_Da}`` (padding is added).
+
+        Zero-mass special tokens (stop, start) are listed in the mapping where
+        they go, with mass 0, and named in ``special``.
+        """
+        return cls((PADDING, *masses), (0.0, *(float(m) for m in masses.values())), tuple(special))
+
+    @classmethod
+    def from_casanovo(cls, tokenizer) -> "Vocabulary":
+        """The vocabulary of a Casanovo model's logits, in their index order.
+
+        Args:
+            tokenizer: depthcharge's ``PeptideTokenizer`` (or its MassIVE-KB
+                subclass) as found at ``Spec2Pep.tokenizer``. Its
+                ``reverse_index`` is the logit order: index 0 padding, then
+                the sorted tokens with the stop token ``"$"`` (and a start
+                token, if any) among them.
+
+        Masses are the tokenizer's own (``tokenizer.residues``, Da, from the
+        Casanovo config), so the losses see what the model was trained on;
+        the stop and start tokens are zero-mass special tokens. Casanovo
+        writes peptides C- to N-terminus (``tokenizer.reverse``): see
+        :func:`peptide_losses.order.n_terminus_first`.
+        """
+        names = getattr(tokenizer, "reverse_index", None)
+        if names is None or not hasattr(tokenizer, "residues"):
+            raise TypeError(
+                "tokenizer must be depthcharge's PeptideTokenizer (Spec2Pep.tokenizer), with "
+                f"reverse_index and residues; got {type(tokenizer).__name__}"
+            )
+        if names[0] is not None:
+            raise ValueError(f"tokenizer.reverse_index[0] must be padding (None), got {names[0]!r}")
+        special = tuple(t for t in (tokenizer.start_token, tokenizer.stop_token) if t is not None)
+        masses = [0.0 if t in special else float(tokenizer.residues[t]) for t in names[1:]]
+        return cls((PADDING, *names[1:]), (0.0, *masses), special)
+
+    @classmethod
+    def from_instanovo(cls, residue_set) -> "Vocabulary":
+        """The vocabulary of an InstaNovo model's logits, in their index order.
+
+        Args:
+            residue_set: InstaNovo's ``ResidueSet`` (``model.residue_set``);
+                ``residue_set.vocab`` is the logit order: ``"[PAD]"``,
+                ``"[SOS]"``, ``"[EOS]"``, then the residues of its config.
+
+        Masses are the residue set's own (Da). The three special tokens keep
+        InstaNovo's names and mass 0; InstaNovo writes N-terminal
+        modifications without a dash (``"[UNIMOD:1]"``), which
+        :meth:`is_n_terminal` recognises. The InstaNovo transformer writes
+        peptides C- to N-terminus, InstaNovo+ (diffusion) N- to C-terminus.
+        """
+        names = getattr(residue_set, "vocab", None)
+        if names is None or not hasattr(residue_set, "special_tokens"):
+            raise TypeError(
+                "residue_set must be InstaNovo's ResidueSet (model.residue_set), with vocab and "
+                f"special_tokens; got {type(residue_set).__name__}"
+            )
+        special = tuple(residue_set.special_tokens)
+        masses = [0.0 if t in special else float(residue_set.residue_masses[t]) for t in names]
+        return cls(tuple(names), tuple(masses), special)
 
     # ---------------------------------------------------------------- lookup
     def __len__(self) -> int:
@@ -184,15 +272,49 @@ class Vocabulary:
         except KeyError:
             raise ValueError(f"unknown token {token!r}") from None
 
+    def check_tokens(self, tokens: Sequence[str | None]) -> None:
+        """Raise ``ValueError`` unless ``tokens`` names this vocabulary's tokens in order.
+
+        Args:
+            tokens: a model's token names in logit index order, e.g.
+                ``Spec2Pep.tokenizer.reverse_index`` or InstaNovo's
+                ``residue_set.vocab``. Index 0 may be None (depthcharge's
+                unnamed padding).
+
+        The error names the first index where the names disagree and both
+        names there: equal sizes with another order (``Vocabulary.default()``
+        against a Casanovo model) would otherwise give finite, wrong masses.
+        """
+        tokens = list(tokens)
+        for i, (ours, theirs) in enumerate(zip(self.tokens, tokens)):
+            if ours != theirs and not (i == 0 and theirs is None):
+                raise ValueError(
+                    f"vocabulary and model disagree at token index {i}: vocabulary has {ours!r}, "
+                    f"model has {theirs!r} (build the vocabulary from the model, e.g. "
+                    "Vocabulary.from_casanovo(model.tokenizer))"
+                )
+        if len(tokens) != len(self.tokens):
+            i = min(len(tokens), len(self.tokens))
+            raise ValueError(
+                f"vocabulary has {len(self.tokens)} tokens, model has {len(tokens)}: they disagree from "
+                f"token index {i} on"
+            )
+
     @property
     def fingerprint(self) -> str:
-        """12-hex-digit hash of tokens and masses: equal iff the vocabularies agree."""
+        """12-hex-digit hash of tokens, masses and special tokens: equal iff the vocabularies agree."""
         text = "\n".join(f"{t}\t{m:.9f}" for t, m in zip(self.tokens, self.masses))
+        if self.special:
+            text += "\nspecial\t" + "\t".join(self.special)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def is_special(self, token: str) -> bool:
+        """True for padding and the zero-mass special tokens (stop, start)."""
+        return token == self.tokens[0] or token in self.special
+
     def is_n_terminal(self, token: str) -> bool:
-        """True for N-terminal modification tokens such as ``[Acetyl]-``."""
-        return bool(_N_TERM_BRACKET.fullmatch(token))
+        """True for N-terminal modification tokens such as ``[Acetyl]-`` or ``[UNIMOD:1]``."""
+        return not self.is_special(token) and bool(_N_TERM_TOKEN.fullmatch(token))
 
     def mass_tensor(self, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
         """Token masses (V,) in Da, the ``masses`` argument of the losses."""
@@ -259,7 +381,7 @@ class Vocabulary:
         return [self._index[t] for t in self.tokenize(sequence)]
 
     def decode(self, indices: Sequence[int] | torch.Tensor) -> str:
-        """Peptide string of token indices; padding (0) is skipped.
+        """Peptide string of token indices; padding and special tokens are skipped.
 
         ``ValueError`` naming the index and its position if out of range.
         """
@@ -269,7 +391,7 @@ class Vocabulary:
         for pos, i in enumerate(indices):
             if not 0 <= int(i) < len(self.tokens):
                 raise ValueError(f"index {i} at position {pos} is outside the vocabulary (size {len(self)})")
-            if i:
+            if not self.is_special(self.tokens[int(i)]):
                 out.append(self.tokens[int(i)])
         return "".join(out)
 
@@ -279,8 +401,12 @@ class Vocabulary:
 
         The N-terminal modification's delta is added to the first residue, so
         the fragment m/z built from these masses equal pyteomics' b/y ions.
+        Padding and special tokens are skipped.
         """
-        idx = self.encode(sequence) if isinstance(sequence, str) else [int(i) for i in sequence if i]
+        if isinstance(sequence, str):
+            idx = self.encode(sequence)
+        else:
+            idx = [int(i) for i in sequence if not self.is_special(self.tokens[int(i)])]
         masses = [self.masses[i] for i in idx]
         if idx and self.is_n_terminal(self.tokens[idx[0]]):
             if len(masses) < 2:

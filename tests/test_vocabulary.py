@@ -247,3 +247,86 @@ def test_equality_and_fingerprint():
     for other in (reordered, shifted, Vocabulary.from_tokens(RESIDUE_MASSES)):
         assert other != DEFAULT and other.fingerprint != DEFAULT.fingerprint
     assert len(DEFAULT.fingerprint) == 12 and int(DEFAULT.fingerprint, 16) >= 0
+
+
+# ------------------------------------------------------------------ special tokens and model token lists
+def test_special_tokens_are_named_zero_mass_non_residues():
+    vocab = Vocabulary.from_tokens(["$", "A", "K", "[Acetyl]-"], special=("$",))
+    assert vocab.tokens == ("<pad>", "$", "A", "K", "[Acetyl]-") and vocab.special == ("$",)
+    assert vocab.masses[1] == 0.0 and vocab.masses[2] == pytest.approx(mass.std_aa_mass["A"], abs=1e-9)
+    assert vocab.is_special("$") and vocab.is_special("<pad>") and not vocab.is_special("A")
+    assert not vocab.is_n_terminal("$") and vocab.is_n_terminal("[Acetyl]-")
+    # A peptide written with its stop token and padding: neither is part of it.
+    assert vocab.decode([4, 2, 3, 1, 0]) == "[Acetyl]-AK"
+    assert vocab.residue_masses([4, 2, 3, 1, 0]) == pytest.approx(vocab.residue_masses("[Acetyl]-AK"))
+    same = Vocabulary.from_masses({"$": 0.0, "A": vocab.masses[2], "K": vocab.masses[3], "[Acetyl]-": vocab.masses[4]},
+                                  special=("$",))
+    assert same == vocab and same.fingerprint == vocab.fingerprint
+
+
+def test_special_flag_is_part_of_identity():
+    plain = Vocabulary.from_masses({"A": 71.037, "X": 0.0})
+    flagged = Vocabulary.from_masses({"A": 71.037, "X": 0.0}, special=("X",))
+    assert plain != flagged and plain.fingerprint != flagged.fingerprint
+    assert plain.decode([1, 2]) == "AX" and flagged.decode([1, 2]) == "A"
+
+
+def test_stop_token_errors_point_to_special():
+    for build in (lambda: Vocabulary.from_tokens(["$", "A"]), lambda: Vocabulary.from_masses({"$": 0.0, "A": 71.0})):
+        with pytest.raises(ValueError, match=r"'\$'.*special="):
+            build()
+
+
+@pytest.mark.parametrize(
+    "tokens, masses, special, message",
+    [
+        (("<pad>", "$", "A"), (0.0, 1.0, 71.0), ("$",), r"special token '\$' must have mass 0"),
+        (("<pad>", "A"), (0.0, 71.0), ("$",), r"special token '\$' is not among the tokens"),
+        (("[PAD]", "A"), (0.0, 71.0), (), "index 0 must be the padding"),
+    ],
+)
+def test_invalid_special_tokens_are_rejected(tokens, masses, special, message):
+    with pytest.raises(ValueError, match=message):
+        Vocabulary(tokens, masses, special)
+
+
+def test_named_padding_and_dashless_n_terminal_modification():
+    """InstaNovo's layout: padding named [PAD], stop/start tokens, [UNIMOD:1] for acetylation."""
+    vocab = Vocabulary(("[PAD]", "[SOS]", "[EOS]", "A", "[UNIMOD:1]"), (0.0, 0.0, 0.0, 71.037, 42.011),
+                       ("[PAD]", "[SOS]", "[EOS]"))
+    assert vocab.is_n_terminal("[UNIMOD:1]") and not vocab.is_n_terminal("[EOS]")
+    assert vocab.residue_masses([4, 3, 3, 2]) == pytest.approx([113.048, 71.037])
+
+
+def test_check_tokens_names_the_first_disagreement():
+    DEFAULT.check_tokens(DEFAULT.tokens)
+    DEFAULT.check_tokens([None, *DEFAULT.tokens[1:]])  # depthcharge leaves padding unnamed
+    swapped = list(DEFAULT.tokens)
+    swapped[5], swapped[9] = swapped[9], swapped[5]
+    with pytest.raises(ValueError, match=rf"token index 5: vocabulary has '{DEFAULT.tokens[5]}', model has '{swapped[5]}'"):
+        DEFAULT.check_tokens(swapped)
+    with pytest.raises(ValueError, match="token index 3: vocabulary has 'S', model has None"):
+        DEFAULT.check_tokens([*DEFAULT.tokens[:3], None, *DEFAULT.tokens[4:]])
+    with pytest.raises(ValueError, match="29 tokens, model has 30: they disagree from token index 29"):
+        DEFAULT.check_tokens([*DEFAULT.tokens, "$"])
+    with pytest.raises(ValueError, match="from token index 28"):
+        DEFAULT.check_tokens(DEFAULT.tokens[:-1])
+
+
+@pytest.mark.parametrize("module", ["SpectrumMatchingLoss", "PrecursorMassLoss"])
+def test_loss_modules_check_the_model_tokens_once(module):
+    import peptide_losses
+
+    cls = getattr(peptide_losses, module)
+    cls(DEFAULT, tokens=DEFAULT.tokens)
+    with pytest.raises(ValueError, match="token index 1"):
+        cls(DEFAULT, tokens=["<pad>", "$", *DEFAULT.tokens[2:]])
+    with pytest.raises(TypeError, match="tokens needs a Vocabulary"):
+        cls(DEFAULT.mass_tensor(), tokens=DEFAULT.tokens)
+
+
+def test_model_adapters_reject_other_objects():
+    with pytest.raises(TypeError, match="PeptideTokenizer"):
+        Vocabulary.from_casanovo(DEFAULT)
+    with pytest.raises(TypeError, match="ResidueSet"):
+        Vocabulary.from_instanovo(DEFAULT)

@@ -1,0 +1,161 @@
+"""Casanovo (5.2.1) with the losses: its tokenizer's vocabulary, the acceptance check on the real spectra, training.
+
+Runs where casanovo is installed (``pip install -e ".[casanovo]"``); CI installs
+it and fails these tests without it (tests/conftest.py).
+"""
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary, precursor_ppm
+from peptide_losses.recommended import RECOMMENDED, Recommendation
+from peptide_losses.spectra import collate, read_mgf
+
+from model_targets import check_true_peptides, one_hot
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "casanovo_train.py"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(casanovo):
+    """The tokenizer ``casanovo train`` builds from Casanovo's default config."""
+    from casanovo.config import Config
+    from casanovo.denovo.model_runner import ModelRunner
+
+    runner = ModelRunner(Config())
+    runner.initialize_tokenizer()
+    return runner.tokenizer
+
+
+@pytest.fixture(scope="module")
+def real(real_mgf, tokenizer):
+    """The 128 real spectra and their peptides as Casanovo's targets: C->N, stop token, padding."""
+    spectra = read_mgf(real_mgf, Vocabulary.default())
+    targets = tokenizer.tokenize([s.sequence for s in spectra], add_stop=True)
+    return collate(spectra, Vocabulary.default()), targets
+
+
+def model_batch(data, targets, part):
+    """A batch as depthcharge hands it to Spec2Pep (float32 precursor m/z)."""
+    return dict(mz_array=data.mz[part], intensity_array=data.intensity[part],
+                precursor_mz=data.precursor_mz[part].float(), precursor_charge=data.charge[part], seq=targets[part])
+
+
+def test_from_casanovo_is_the_logit_order_with_the_tokenizers_masses(tokenizer):
+    from casanovo.denovo.model import Spec2Pep
+
+    vocab = Vocabulary.from_casanovo(tokenizer)
+    vocab.check_tokens(tokenizer.reverse_index)
+    assert vocab.special == ("$",) and vocab.tokens[tokenizer.stop_int] == "$"
+    assert len(vocab) == Spec2Pep(dim_model=8, n_head=1, dim_feedforward=8, n_layers=1, tokenizer=tokenizer).vocab_size
+    default = Vocabulary.default()
+    for token, mass in zip(vocab.tokens[1:], vocab.masses[1:]):
+        assert mass == (0.0 if token == "$" else tokenizer.residues[token])
+        if token != "$":  # Casanovo's config rounds to 1e-6 Da
+            assert mass == pytest.approx(default.masses[default.index(token)], abs=1e-5)
+    assert [t for t in vocab.tokens if vocab.is_n_terminal(t)] == [t for t in tokenizer.index if t.endswith("]-")]
+
+
+def test_default_vocabulary_against_casanovo_tokens_is_an_error(real, tokenizer):
+    default = Vocabulary.default()
+    assert len(default) == len(tokenizer) + 1  # the size check alone cannot see it
+    for module in (SpectrumMatchingLoss, PrecursorMassLoss):
+        with pytest.raises(ValueError, match=r"token index 1: vocabulary has 'G', model has '\$'"):
+            module(default, tokens=tokenizer.reverse_index)
+    # What it computes unchecked: finite and far off.
+    batch, targets = real
+    ppm = precursor_ppm(one_hot(targets, len(default)), batch.precursor_mz, batch.charge, masses=default,
+                        mask=targets != 0, isotope_errors=(0, 1))
+    assert torch.isfinite(ppm).all() and ppm.median() > 10_000
+
+
+def test_acceptance_one_hot_true_peptides_through_the_adapter(real, tokenizer):
+    batch, targets = real
+    vocab = Vocabulary.from_casanovo(tokenizer)
+    losses, true = check_true_peptides(vocab, tokenizer.reverse_index, targets, batch)
+    # The fused kernels (on the GPU, or interpreted on the CPU) agree on a slice.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    losses.spectrum.options["backend"] = losses.precursor.options["backend"] = "triton"
+    part = slice(0, 12)
+    inputs = (targets, batch.mz, batch.intensity, batch.precursor_mz, batch.charge, batch.peak_mask)
+    targets, *peaks = (t[part].to(device) for t in inputs)
+    got = losses.to(device)(one_hot(targets, len(vocab)), targets, *peaks)
+    torch.testing.assert_close(got[0].cpu(), true[0][part], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(got[1].cpu(), true[1][part], rtol=1e-6, atol=1e-9)
+
+
+def test_training_step_adds_the_ramped_mass_losses(real, tokenizer):
+    from peptide_losses.integrations.casanovo import MassLossSettings, MassLossSpec2Pep
+
+    torch.manual_seed(0)
+    model = MassLossSpec2Pep(dim_model=32, n_head=2, dim_feedforward=32, n_layers=1, tokenizer=tokenizer)
+    weights = Recommendation(spectrum_weight=0.5, precursor_weight=0.01, ramp_start=0.2, ramp_end=0.6,
+                             distance_scale=0.02)
+    model.mass_loss_settings = MassLossSettings(weights=weights)
+    model.log = lambda *args, **kwargs: None  # no Lightning trainer attached
+    data, targets = real
+    part = slice(0, 8)
+    batch = model_batch(data, targets, part)
+    pred, truth = model._forward_step(batch)
+    logits = pred[:, :-1]
+    ce = model.celoss(logits.reshape(-1, model.vocab_size), truth.flatten())
+    spectrum, precursor = model.mass_losses()(logits, truth, data.mz[part], data.intensity[part],
+                                              data.precursor_mz[part], data.charge[part], data.peak_mask[part])
+    assert spectrum > 0 and precursor > 0
+    for progress, ramp in ((0.1, 0.0), (0.4, 0.5), (0.9, 1.0)):
+        model.training_progress = lambda: progress
+        loss = model.training_step(batch)
+        want = ce + ramp * (0.5 * spectrum + 0.01 * precursor)
+        assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    model.zero_grad()
+    loss.backward()
+    with_mass = [p.grad.clone() for p in model.decoder.parameters() if p.grad is not None]
+    model.zero_grad()
+    ce.backward()
+    assert any(not torch.allclose(a, p.grad) for a, p in zip(with_mass, model.decoder.parameters()))
+
+
+def test_command_line_settings_and_model_runner_swap(casanovo):
+    from casanovo.denovo import model_runner
+    from casanovo.denovo.model import Spec2Pep
+
+    from peptide_losses.integrations.casanovo import MassLossSpec2Pep, mass_losses_in_model_runner, settings_from_args
+
+    settings, rest = settings_from_args(["--spectrum-weight", "0.2", "--isotope-errors", "0,1,2", "train",
+                                         "a.mgf", "-p", "b.mgf", "-c", "c.yaml", "--help"])
+    assert rest == ["train", "a.mgf", "-p", "b.mgf", "-c", "c.yaml", "--help"]
+    assert settings.weights.spectrum_weight == 0.2 and settings.isotope_errors == (0, 1, 2)
+    assert settings.weights.precursor_weight == RECOMMENDED.precursor_weight and settings.fold_n_terminal
+    with pytest.raises(ValueError, match="ramp_start <= ramp_end"):
+        settings_from_args(["--ramp-start", "0.9", "--ramp-end", "0.1", "train"])
+    with mass_losses_in_model_runner(settings):
+        assert model_runner.Spec2Pep is MassLossSpec2Pep and MassLossSpec2Pep.mass_loss_settings is settings
+    assert model_runner.Spec2Pep is Spec2Pep and MassLossSpec2Pep.mass_loss_settings is not settings
+
+
+def test_example_trains_casanovo_and_its_checkpoint_loads_as_plain_spec2pep(tmp_path, real, casanovo):
+    """The example script: ``casanovo train`` with the losses, 1 epoch (4 steps of 32) on the real spectra."""
+    from casanovo.denovo.model import Spec2Pep
+
+    subprocess.run([sys.executable, str(EXAMPLE), "--out", str(tmp_path), "--epochs", "1", "--spectrum-weight",
+                    "0.05", "--precursor-weight", "0.01", "--ramp-start", "0", "--ramp-end", "0"], check=True)
+    with open(tmp_path / "csv_logs" / "metrics.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train_spectrum_loss")]
+    assert len(rows) == 1 and float(rows[0]["train_mass_loss_ramp"]) == 1.0
+    for name in ("train_CELoss", "train_spectrum_loss", "train_precursor_loss"):
+        assert math.isfinite(float(rows[0][name])) and float(rows[0][name]) > 0
+    (checkpoint,) = tmp_path.glob("*.ckpt")
+    model = Spec2Pep.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    # Extra constructor arguments would have landed in the optimizer's keyword arguments.
+    assert type(model) is Spec2Pep and set(model.opt_kwargs) == {"lr", "weight_decay"}
+    model.configure_optimizers()
+    data, targets = real
+    batch = model_batch(data, targets, slice(0, 4))
+    scores, _ = model._forward_step(batch)
+    assert scores.shape == (4, targets.shape[1] + 1, model.vocab_size) and torch.isfinite(scores).all()
