@@ -69,7 +69,7 @@ class SpectrumMatchingLoss(_VocabularyLoss):
         intensity_power: float = 1.0,
         reduction: str = "mean",
         backend: str = "auto",
-        check_values: bool = True,
+        check_values: bool = False,
     ) -> None:
         # Checked before tuple(): a string "by" would otherwise become ("b", "y").
         check_options(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
@@ -103,7 +103,7 @@ class PrecursorMassLoss(_VocabularyLoss):
         isotope_errors: Sequence[int] = (0,),
         reduction: str = "mean",
         backend: str = "auto",
-        check_values: bool = True,
+        check_values: bool = False,
     ) -> None:
         check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
         super().__init__(vocabulary, dict(
