@@ -80,3 +80,22 @@ def test_reduction_is_nan_with_a_bad_spectrum():
     out = precursor_forward(residue, None, mask, precursor_mz, charge, scale=100.0, isotope_errors=(0,),
                             reduction="mean")
     assert torch.isnan(out[3 * 1030]) and out[3 * 1030 + 1].item() == 1030
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="concurrent streams need a GPU")
+def test_reductions_on_concurrent_streams_keep_their_own_counters():
+    """Each stream has its counter: the same launches interleaved on two streams give each one's result."""
+    inputs = [_precursor_inputs(3000, torch.float32, seed) for seed in (1, 2)]
+    options = dict(scale=100.0, isotope_errors=(0,), reduction="mean")
+    expected = [precursor_forward(r, None, m, p, c, **options)[-2:] for r, m, p, c in inputs]
+    streams = [torch.cuda.Stream() for _ in inputs]
+    for stream in streams:
+        stream.wait_stream(torch.cuda.current_stream())
+    results = [[], []]
+    for _ in range(20):
+        for stream, args, out in zip(streams, inputs, results):
+            with torch.cuda.stream(stream):
+                out.append(precursor_forward(*args[:1], None, *args[1:], **options)[-2:])
+    torch.cuda.synchronize()
+    for want, got in zip(expected, results):
+        assert all(torch.equal(g, want) for g in got)
