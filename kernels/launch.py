@@ -54,14 +54,16 @@ ENABLED = (os.environ.get("PEPTIDE_LOSSES_LEAN_LAUNCH", "1") != "0"
            and os.environ.get("TRITON_INTERPRET", "0") != "1" and _jit_launch_matches())
 if ENABLED:
     from triton import knobs  # where the JIT takes the launch hooks from (profilers add theirs)
-_I32 = range(-(2**31), 2**31)
-
-
 def _arg_key(value):
     if type(value) is int:
-        return (value == 1) + 2 * (value % 16 == 0) + 4 * (value not in _I32) + 8 * (value >= 2**63)
+        if value == 1:
+            return 1
+        kind = 2 if value & 15 == 0 else 3
+        if -(2**31) <= value < 2**31:
+            return kind
+        return kind + (4 if value < 2**63 else 8)
     if isinstance(value, torch.Tensor):
-        return value.dtype, value.data_ptr() % 16 == 0
+        return value.dtype, value.data_ptr() & 15 == 0
     return type(value), value
 
 
