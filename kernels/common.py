@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from peptide_losses.kernels.traceable import traceable
+from peptide_losses.kernels.launch import LeanKernel
 
 #: Tile elements (rows x window) one program aims at: on the H100, 1024 with 2 warps
 #: was fastest for the precursor loss's kernels at B = 4096 and 16384 (benchmarks/NOTES.md).
@@ -221,13 +221,30 @@ def fit_to(x: torch.Tensor, config: dict) -> dict:
     return dict(config, ALIGN=config["ALIGN"] if x.is_contiguous() else 1)
 
 
+_DEFAULT_CONFIGS: dict = {}
+
+
+def cached_config(make, *key) -> dict:
+    """``make(*key)``, computed once per key: launch configurations are pure functions of
+    sizes and dtypes, and computing one costs more host time than a lookup. Read-only."""
+    found = _DEFAULT_CONFIGS.get((make, *key))
+    if found is None:
+        found = _DEFAULT_CONFIGS[(make, *key)] = make(*key)
+    return found
+
+
 def x_config(x: torch.Tensor, masses: torch.Tensor | None, config: dict | None, loss: str) -> dict:
-    """``config`` or the default :func:`row_config` for logits / residue masses ``x``."""
-    if config is None:
-        vocab = x.shape[2] if masses is not None else None
-        config = row_config(x.shape[0], x.shape[1], vocab, element_size=x.element_size(),
-                            contiguous=x.is_contiguous(), loss=loss)
-    return fit_to(x, config)
+    """``config`` (fitted to ``x``) or the default :func:`row_config` for logits / residue masses ``x``."""
+    if config is not None:
+        return fit_to(x, config)
+    # int(): sizes are symbolic while torch.compile traces with dynamic shapes (see row_config).
+    vocab = int(x.shape[2]) if masses is not None else None
+    return cached_config(_default_row_config, int(x.shape[0]), int(x.shape[1]), vocab, x.element_size(),
+                         x.is_contiguous(), loss)
+
+
+def _default_row_config(batch, length, vocab, element_size, contiguous, loss) -> dict:
+    return row_config(batch, length, vocab, element_size=element_size, contiguous=contiguous, loss=loss)
 
 
 @triton.jit
@@ -289,7 +306,8 @@ def mass_backward(
     Args:
         x, masses, mask: logits (B, L, V) with masses (V,) Da, or residue masses
             (B, L) Da with masses None; the (B, L) bool mask.
-        grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too).
+        grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too), or a 0-dim
+            one for every spectrum.
         grad_mass: contiguous d loss_b / d m_l in 1/Da: (B,) when it is the same
             at every position of a spectrum (precursor), else (B, L).
         denominator: a one-element tensor (the mean's), or None for 1.
@@ -300,16 +318,18 @@ def mass_backward(
     cfg = x_config(x, masses, config, loss)
     grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if batch:
-        num_warps = cfg.pop("num_warps")
-        traceable(_mass_backward_kernel, x)[(triton.cdiv(batch, cfg["SPECTRA"]),)](
+        _MASS_BACKWARD[((batch + cfg["SPECTRA"] - 1) // cfg["SPECTRA"],)](
             *prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
-            grad_loss, grad_loss.stride(0),
+            # A 0-dim upstream gradient (of a "sum" or "mean") is every spectrum's: stride 0.
+            grad_loss, grad_loss.stride(0) if grad_loss.ndim else 0,
             grad_loss if denominator is None else denominator,
             grad_mass, grad,
             batch, length, x.numel(), V=x.shape[2] if masses is not None else 1,
             X_CONTIGUOUS=x.is_contiguous(), DIVIDE=denominator is not None, PER_POSITION=grad_mass.ndim == 2,
-            FROM_LOGITS=masses is not None, COMPUTE=compute_dtype(x), num_warps=num_warps,
-            enable_fp_fusion=False, **cfg,
+            FROM_LOGITS=masses is not None, COMPUTE=compute_dtype(x), enable_fp_fusion=False, **cfg,
         )
     return grad
+
+
+_MASS_BACKWARD = LeanKernel(_mass_backward_kernel)

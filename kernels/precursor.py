@@ -10,7 +10,10 @@ and no atomics are needed: results are bitwise reproducible.
   expected mass per position in the compute dtype (float32; float64 for
   float64 input), and writes three (B,) rows: the loss, dloss/dM (per Da of
   peptide mass, 0 for a spectrum without positions) and whether the spectrum
-  counts. Nothing of size (B, L, V) is kept.
+  counts; both NaN for a spectrum with a bad value (a non-finite mass at an
+  unmasked position, precursor m/z not finite or <= 0, charge < 1), which then
+  counts. With ``REDUCE`` it also writes the sum or mean over spectra
+  (:mod:`peptide_losses.kernels.reduction`). Nothing of size (B, L, V) is kept.
 - Backward recomputes the softmax and writes
   ``g_b * dloss/dM_b * p_lv * (m_v - E_l)`` (0 at masked positions) straight in
   the logits' dtype; for residue masses, ``g_b * dloss/dM_b`` at unmasked positions.
@@ -40,7 +43,9 @@ from peptide_losses.kernels.common import (
     prediction_args,
     x_config,
 )
-from peptide_losses.kernels.traceable import traceable
+from peptide_losses.kernels.launch import LeanKernel
+from peptide_losses.kernels.reduction import REDUCE_MODES, _reduce_rows, counter, reduce_nothing
+from peptide_losses.kernels.validity import _finite, _nan_where, _positive_finite
 
 _H2O = tl.constexpr(H2O)
 _PROTON = tl.constexpr(PROTON)
@@ -54,11 +59,11 @@ def _precursor_fwd_kernel(
     mask_ptr, stride_mb, stride_ml,
     obs_ptr, stride_o,
     charge_ptr, stride_c,
-    out_ptr,
+    out_ptr, counter_ptr,
     B, L, N,
     V: tl.constexpr, ALIGN: tl.constexpr, X_CONTIGUOUS: tl.constexpr,
     SCALE: tl.constexpr, ISOTOPES: tl.constexpr, FROM_LOGITS: tl.constexpr, COMPUTE: tl.constexpr,
-    SPECTRA: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr,
+    REDUCE: tl.constexpr, SPECTRA: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     local, s, l, in_bounds = _rows(B, L, SPECTRA, BLOCK_L)
     active = _active_rows(mask_ptr, stride_mb, stride_ml, s, l, in_bounds)
@@ -68,10 +73,15 @@ def _precursor_fwd_kernel(
     # Per spectrum, in the reference's order of operations and rounding.
     peptide = tl.sum(tl.reshape(tl.where(active, mass, 0.0), (SPECTRA, BLOCK_L)), axis=1) + _H2O
     counted = tl.max(tl.reshape(active.to(tl.int32), (SPECTRA, BLOCK_L)), axis=1) > 0
+    # The sum of the unmasked masses is not finite iff one of them is not (for masses below ~1e36 Da):
+    # kernels/validity.py without another reduction.
+    bad = ~_finite(peptide)
     s = tl.program_id(0) * SPECTRA + tl.arange(0, SPECTRA)
     s_ok = s < B
-    z = tl.load(charge_ptr + s.to(tl.int64) * stride_c, mask=s_ok, other=1).to(COMPUTE)
+    charge = tl.load(charge_ptr + s.to(tl.int64) * stride_c, mask=s_ok, other=1)
+    z = charge.to(COMPUTE)
     obs = tl.load(obs_ptr + s.to(tl.int64) * stride_o, mask=s_ok, other=1.0).to(COMPUTE)
+    bad = bad | (charge < 1) | ~_positive_finite(obs)
     predicted = _div(peptide + z * _PROTON, z)
     ppm = tl.full([SPECTRA], float("inf"), COMPUTE)
     error = tl.zeros([SPECTRA], COMPUTE)
@@ -88,9 +98,11 @@ def _precursor_fwd_kernel(
     # d loss/d ppm * d ppm/d predicted * d predicted/d M; d|x|/dx = 0 at x = 0 as in autograd.
     sign = tl.where(error > 0, 1.0, tl.where(error < 0, -1.0, 0.0)).to(COMPUTE)
     dloss_dmass = _div(_div(scale, scale + ppm) * sign * 1e6, obs * z)
-    tl.store(out_ptr + s, tl.where(counted, loss, 0.0), mask=s_ok)
-    tl.store(out_ptr + B + s, tl.where(counted, dloss_dmass, 0.0), mask=s_ok)
-    tl.store(out_ptr + 2 * B + s, counted.to(COMPUTE), mask=s_ok)
+    tl.store(out_ptr + s, _nan_where(bad, tl.where(counted, loss, 0.0)), mask=s_ok)
+    tl.store(out_ptr + B + s, _nan_where(bad, tl.where(counted, dloss_dmass, 0.0)), mask=s_ok)
+    tl.store(out_ptr + 2 * B + s, (counted | bad).to(COMPUTE), mask=s_ok)
+    if REDUCE != 0:
+        _reduce_rows(out_ptr, out_ptr + 2 * B, out_ptr + 3 * B, counter_ptr, B, REDUCE == 2)
 
 
 def precursor_forward(
@@ -102,39 +114,49 @@ def precursor_forward(
     *,
     scale: float,
     isotope_errors: tuple[int, ...],
+    reduction: str = "none",
     config: dict | None = None,
 ) -> torch.Tensor:
-    """Per-spectrum loss, dloss/dM and counted flag of the precursor mass loss.
+    """Per-spectrum loss, dloss/dM and counted flag of the precursor mass loss, and their reduction.
 
     Args:
         x: logits (B, L, V) with ``masses`` (V,) in Da, or residue masses
             (B, L) in Da with ``masses=None``; any float dtype, any strides.
         mask: (B, L) bool. precursor_mz: (B,) m/z. charge: (B,) integer.
-        scale: ppm scale of the log. isotope_errors: k values, first wins ties.
+        scale: ppm scale of the log. isotope_errors: k values (a tuple of ints), first wins ties.
+        reduction: ``"none"``, or ``"sum"`` / ``"mean"`` computed by the same launch.
         config: a :func:`~peptide_losses.kernels.common.row_config` result, to override the default.
 
     Returns:
-        (3, B) float32 (float64 for float64 ``x``): rows are the log-scaled ppm
-        loss (0 where no position counts), dloss/dM in 1/Da, and 1.0 where the
-        spectrum has an unmasked position, else 0.0.
+        float32 (float64 for float64 ``x``). ``"none"``: (3, B) rows, the
+        log-scaled ppm loss (0 where no position counts), dloss/dM in 1/Da, and
+        1.0 where the spectrum counts (has an unmasked position, or a bad value:
+        then its loss and dloss/dM are NaN), else 0.0. ``"sum"`` / ``"mean"``:
+        flat (3 * B + 2,), those rows, then the reduced loss and the mean's
+        denominator (undefined for ``"sum"``).
     """
     batch, length = x.shape[:2]
     cfg = x_config(x, masses, config, "precursor")
-    out = torch.empty((3, batch), dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
-                      device=x.device)
+    reduce = REDUCE_MODES[reduction]
+    out = torch.empty(3 * batch + 2 if reduce else (3, batch),
+                      dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
     if batch:
-        num_warps = cfg.pop("num_warps")
-        traceable(_precursor_fwd_kernel, x)[(triton.cdiv(batch, cfg["SPECTRA"]),)](
+        _PRECURSOR_FORWARD[((batch + cfg["SPECTRA"] - 1) // cfg["SPECTRA"],)](
             *prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
             precursor_mz, precursor_mz.stride(0),
             charge, charge.stride(0),
-            out, batch, length, x.numel(), V=x.shape[2] if masses is not None else 1,
-            X_CONTIGUOUS=x.is_contiguous(), SCALE=float(scale), ISOTOPES=tuple(int(k) for k in isotope_errors),
-            FROM_LOGITS=masses is not None, COMPUTE=compute_dtype(x), num_warps=num_warps,
+            out, counter(x.device) if reduce else out, batch, length, x.numel(),
+            V=x.shape[2] if masses is not None else 1, X_CONTIGUOUS=x.is_contiguous(), SCALE=float(scale),
+            ISOTOPES=tuple(isotope_errors), FROM_LOGITS=masses is not None, COMPUTE=compute_dtype(x), REDUCE=reduce,
             enable_fp_fusion=False, **cfg,
         )
+    elif reduce:
+        reduce_nothing(out)
     return out
+
+
+_PRECURSOR_FORWARD = LeanKernel(_precursor_fwd_kernel)
 
 
 def precursor_backward(

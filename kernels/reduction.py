@@ -1,9 +1,19 @@
-"""The reduction of per-spectrum losses in one launch: :func:`peptide_losses.reference.reduce_spectra`.
+"""The mean or sum over spectra inside a loss's forward kernel: :func:`peptide_losses.reference.reduce_spectra`.
 
-torch's version is four small kernels (two sums, the clamp, the division); in
-an eager call each costs a launch and a few microseconds of device time, as much
-as the precursor loss's own kernels at B = 4096. One program sums in a fixed
-order, so the result is bitwise reproducible.
+A separate reduction kernel costs an eager call one more launch (host time
+larger than the work on a slow host) and a graph replay one more kernel. So the
+forward kernels reduce their own rows: each program, after writing its
+spectra's rows, takes a ticket from a counter; the program that takes the last
+ticket sums every row in a fixed order (bitwise reproducible: the order of the
+tickets decides only which program sums, never how) and sets the counter back
+to 0 for the next call. Orders: a CTA barrier, then an acq_rel atomic at GPU
+scope (the pattern of Inductor's grid barrier), then volatile loads of the
+rows (never cached in the summing program's L1).
+
+The counter is one int32 per (device, stream), allocated once and zero
+between calls: calls on one stream run one after another. Two CUDA graphs
+captured on one capture stream share its counter, so their replays must not
+run concurrently on different streams.
 """
 
 from __future__ import annotations
@@ -14,44 +24,54 @@ import triton.language as tl
 
 from peptide_losses.kernels.common import _div
 
-#: Spectra one pass of the program reads (B up to this: one pass).
-_MAX_BLOCK = 16384
+#: Reduction modes of the forward kernels' REDUCE argument.
+REDUCE_MODES = {"none": 0, "sum": 1, "mean": 2}
+#: Spectra one pass of the summing program reads.
+_BLOCK = tl.constexpr(1024)
+
+_counters: dict[tuple, torch.Tensor] = {}
+
+
+def counter(device: torch.device) -> torch.Tensor:
+    """The ticket counter of the current stream on ``device`` (one int32, zero between calls)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        key = (index, torch._C._cuda_getCurrentRawStream(index))
+    else:
+        key = (device.type, device.index)
+    found = _counters.get(key)
+    if found is None:
+        found = _counters[key] = torch.zeros(1, dtype=torch.int32, device=device)
+    return found
+
+
+def reduce_nothing(out: torch.Tensor) -> None:
+    """No spectrum (B = 0, no launch): ``out`` = loss 0 and denominator 1, as the reference."""
+    out[-2:].fill_(0.0)
+    out[-1:].fill_(1.0)
 
 
 @triton.jit
-def _reduce_kernel(loss_ptr, stride_l, counted_ptr, stride_c, out_ptr, B, MEAN: tl.constexpr, BLOCK: tl.constexpr):
-    total = tl.zeros([BLOCK], out_ptr.dtype.element_ty)
-    count = tl.zeros([BLOCK], out_ptr.dtype.element_ty)
-    for start in range(0, B, BLOCK):
-        i = start + tl.arange(0, BLOCK)
-        total += tl.load(loss_ptr + i * stride_l, mask=i < B, other=0.0)
+def _reduce_rows(loss_ptr, counted_ptr, out_ptr, counter_ptr, B, MEAN: tl.constexpr):
+    """Called by every program after its rows are stored: the last one writes
+    ``out[0]`` = the sum (or mean over ``counted``) of ``loss[0:B]`` and, for the mean,
+    ``out[1]`` = its denominator (at least 1)."""
+    tl.debug_barrier()  # every thread's row stores precede the release below
+    ticket = tl.atomic_add(counter_ptr, 1, sem="acq_rel")
+    if ticket == tl.num_programs(0) - 1:
+        tl.debug_barrier()
+        total = tl.zeros([_BLOCK], out_ptr.dtype.element_ty)
+        count = tl.zeros([_BLOCK], out_ptr.dtype.element_ty)
+        for start in range(0, B, _BLOCK):
+            i = start + tl.arange(0, _BLOCK)
+            total += tl.load(loss_ptr + i, mask=i < B, other=0.0, volatile=True)
+            if MEAN:
+                count += tl.load(counted_ptr + i, mask=i < B, other=0.0, volatile=True)
+        total_sum = tl.sum(total, axis=0)
         if MEAN:
-            count += tl.load(counted_ptr + i * stride_c, mask=i < B, other=0.0)
-    total_sum = tl.sum(total, axis=0)
-    if MEAN:
-        denominator = tl.maximum(tl.sum(count, axis=0), 1.0)
-        tl.store(out_ptr, _div(total_sum, denominator))
-        tl.store(out_ptr + 1, denominator)
-    else:
-        tl.store(out_ptr, total_sum)
-
-
-def reduce_spectra(
-    per_spectrum: torch.Tensor, counted: torch.Tensor, reduction: str
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The reduced loss and, for ``"mean"``, its denominator (0-dim tensors), as the reference's.
-
-    Args:
-        per_spectrum: (B,) float32 or float64 losses (0 where a spectrum does not count).
-        counted: (B,) same dtype, 1.0 where the spectrum counts, else 0.0.
-        reduction: ``"mean"`` (over counted spectra, 0 if none), ``"sum"`` or ``"none"``.
-    """
-    if reduction == "none":
-        return per_spectrum, None
-    batch = per_spectrum.shape[0]
-    out = torch.empty(2, dtype=per_spectrum.dtype, device=per_spectrum.device)
-    block = min(triton.next_power_of_2(max(batch, 1)), _MAX_BLOCK)
-    mean = reduction == "mean"
-    _reduce_kernel[(1,)](per_spectrum, per_spectrum.stride(0), counted, counted.stride(0), out, batch,
-                         MEAN=mean, BLOCK=block, num_warps=max(1, min(32, block // 512)))
-    return out[0], out[1] if mean else None
+            denominator = tl.maximum(tl.sum(count, axis=0), 1.0)
+            tl.store(out_ptr, _div(total_sum, denominator))
+            tl.store(out_ptr + 1, denominator)
+        else:
+            tl.store(out_ptr, total_sum)
+        tl.atomic_xchg(counter_ptr, 0)

@@ -49,6 +49,7 @@ from peptide_losses.kernels.common import (
     _log1p,
     _position_masses,
     _rows,
+    cached_config,
     check_tile,
     compute_dtype,
     fit_to,
@@ -56,7 +57,9 @@ from peptide_losses.kernels.common import (
     prediction_args,
     window,
 )
-from peptide_losses.kernels.traceable import traceable
+from peptide_losses.kernels.launch import LeanKernel
+from peptide_losses.kernels.reduction import REDUCE_MODES, _reduce_rows, counter, reduce_nothing
+from peptide_losses.kernels.validity import _finite, _nan_where, _positive_finite
 from peptide_losses.reference import ION_TYPES
 
 # Series are passed as packed integers: 3 bits of ion-type code per type (its
@@ -215,13 +218,13 @@ def _spectrum_fwd_kernel(
     mz_ptr, stride_zb, stride_zn,
     intensity_ptr, stride_ib, stride_in,
     peak_mask_ptr, stride_pb, stride_pn,
-    out_ptr, grad_mass_ptr, ions_ptr,
+    out_ptr, grad_mass_ptr, ions_ptr, counter_ptr,
     B, L, N, x_numel,
     types_code, charges_code, n_charges, n_series,
     OBSERVED: tl.constexpr, THEORETICAL: tl.constexpr, PPM: tl.constexpr, TAU: tl.constexpr,
     POWER: tl.constexpr, FROM_LOGITS: tl.constexpr, NEED_GRAD: tl.constexpr, COMPUTE: tl.constexpr,
-    RECIPROCAL: tl.constexpr, V: tl.constexpr, ALIGN: tl.constexpr, X_CONTIGUOUS: tl.constexpr,
-    BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
+    RECIPROCAL: tl.constexpr, REDUCE: tl.constexpr, V: tl.constexpr, ALIGN: tl.constexpr,
+    X_CONTIGUOUS: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
     # ---- expected masses, prefix / suffix sums, valid slots (reference.fragment_mz)
@@ -235,6 +238,7 @@ def _spectrum_fwd_kernel(
     mass = _position_masses(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, local, s1, l, active, L,
                             x_numel, V, ALIGN, X_CONTIGUOUS, FROM_LOGITS, tl.float64, 1, BLOCK_W)
     m = tl.where(active, mass, 0.0)
+    bad = tl.max((active & ~_finite(mass)).to(tl.int32), axis=0) > 0  # kernels/validity.py
     # Accumulated in float64 like torch's CPU cumsum (float32 prefix sums of residue masses
     # then match it bitwise); torch's CUDA float32 scan differs from both by rounding only.
     prefix = tl.cumsum(m, axis=0).to(COMPUTE)
@@ -250,9 +254,12 @@ def _spectrum_fwd_kernel(
     n_peaks = tl.zeros((), tl.int32)
     peak_end = tl.zeros((), tl.int32)
     for n0 in range(0, N, BLOCK_N):
-        n, ok, _mz = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
-                          COMPUTE, BLOCK_N)
+        n, ok, peak_mz = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
+                                COMPUTE, BLOCK_N)
         total_weight += tl.sum(_weights(intensity_ptr, stride_ib, stride_in, b, n, ok, POWER, COMPUTE), axis=0)
+        peak_intensity = tl.load(intensity_ptr + b * stride_ib + n * stride_in, mask=ok, other=0.0).to(COMPUTE)
+        bad_peak = ok & (~_positive_finite(peak_mz) | ~((peak_intensity >= 0) & _finite(peak_intensity)))
+        bad = bad | (tl.max(bad_peak.to(tl.int32), axis=0) > 0)
         n_peaks += tl.sum(ok.to(tl.int32), axis=0)
         peak_end = tl.maximum(peak_end, tl.max(tl.where(ok, n + 1, 0).to(tl.int32), axis=0))
     has_peak = n_peaks > 0
@@ -331,13 +338,16 @@ def _spectrum_fwd_kernel(
                 grad_suffix += tl.where(ion_prefix, 0.0, ion_g)
         loss += _div(nearest_sum, ion_norm)
 
-    tl.store(out_ptr + b, tl.where(counted, loss, 0.0))
-    tl.store(out_ptr + B + b, counted.to(COMPUTE))
+    # A bad value: NaN loss and gradient, and the spectrum counts (peptide_losses.bad_values).
+    tl.store(out_ptr + b, _nan_where(bad, tl.where(counted, loss, 0.0)))
+    tl.store(out_ptr + B + b, (counted | bad).to(COMPUTE))
     if NEED_GRAD:
         # P_l = sum_{l' <= l} m_l' and S_l = sum_{l' > l} m_l'.
         exclusive_suffix = tl.cumsum(grad_suffix, axis=0) - grad_suffix
         grad_mass = tl.cumsum(grad_prefix, axis=0, reverse=True) + exclusive_suffix
-        tl.store(grad_mass_ptr + b * L + l, tl.where(active, grad_mass, 0.0), mask=l < L)
+        tl.store(grad_mass_ptr + b * L + l, tl.where(active, _nan_where(bad, grad_mass), 0.0), mask=l < L)
+    if REDUCE != 0:
+        _reduce_rows(out_ptr, out_ptr + B, out_ptr + 2 * B, counter_ptr, B, REDUCE == 2)
 
 
 def pack_series(ion_types: Sequence[str], charges: Sequence[int]) -> tuple[int, int]:
@@ -353,7 +363,7 @@ def pack_series(ion_types: Sequence[str], charges: Sequence[int]) -> tuple[int, 
 
 
 def launch_config(length: int, vocab: int | None, block_n: int | None = None,
-                  num_warps: int | None = None, *, element_size: int = 4, contiguous: bool = True) -> dict:
+                  num_warps: int | None = None, element_size: int = 4, contiguous: bool = True) -> dict:
     """Block sizes and warps of the forward for L positions and V tokens (``vocab=None``: residue masses)
     of ``element_size`` bytes.
 
@@ -385,54 +395,69 @@ def spectrum_forward(
     distance_scale: float | None,
     intensity_power: float,
     need_grad: bool,
+    reduction: str = "none",
     config: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-spectrum loss and counted flag, and dloss_b/dm_l, of the spectrum matching loss.
+    """Per-spectrum loss and counted flag, and dloss_b/dm_l, of the spectrum matching loss, and their reduction.
 
     Args:
         x: logits (B, L, V) with ``masses`` (V,) in Da, or residue masses
             (B, L) in Da with ``masses=None``; any float dtype, any strides.
         mask: (B, L) bool. mz: (B, N) observed m/z. intensity: (B, N) >= 0.
-        peak_mask: (B, N) bool. Options: validated, as the reference's.
+        peak_mask: (B, N) bool. Options: validated, as the reference's
+            (ion_types and charges as tuples).
         need_grad: also compute dloss_b/dm_l (else the second output is empty).
+        reduction: ``"none"``, or ``"sum"`` / ``"mean"`` computed by the same launch.
         config: a :func:`launch_config` result, to override the default.
 
     Returns:
-        ``(rows, grad_mass)``: rows (2, B) float32 (float64 for float64 ``x``)
-        hold the loss in Da or ppm (0 where the spectrum does not count) and
-        1.0 where it counts, else 0.0; grad_mass (B, L) in the same dtype holds
+        ``(rows, grad_mass)``, float32 (float64 for float64 ``x``). ``"none"``:
+        rows (2, B) hold the loss in Da or ppm (0 where the spectrum does not
+        count) and 1.0 where it counts, else 0.0 (a spectrum with a bad value
+        counts, with a NaN loss and NaN grad_mass); ``"sum"`` / ``"mean"``: flat
+        (2 * B + 2,), those rows, then the reduced loss and the mean's
+        denominator (undefined for ``"sum"``). grad_mass (B, L) holds
         d loss_b / d m_l per Da of residue mass (0 at masked positions), or is
         (0,) without ``need_grad``.
     """
     batch, length = x.shape[:2]
     n_peaks = mz.shape[1]
     vocab = x.shape[2] if masses is not None else None
-    cfg = fit_to(x, config or launch_config(length, vocab, element_size=x.element_size(), contiguous=x.is_contiguous()))
+    if config is None:
+        cfg = cached_config(launch_config, int(length), None if vocab is None else int(vocab), BLOCK_N, NUM_WARPS,
+                            x.element_size(), x.is_contiguous())
+    else:
+        cfg = fit_to(x, config)
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
-    types_code, charges_code = pack_series(ion_types, charges)
+    types_code, charges_code = cached_config(pack_series, ion_types, charges)
     n_series = len(ion_types) * len(charges)
     observed, theoretical = DIRECTION_FLAGS[direction]
-    rows = torch.empty((2, batch), dtype=compute, device=x.device)
+    reduce = REDUCE_MODES[reduction]
+    rows = torch.empty(2 * batch + 2 if reduce else (2, batch), dtype=compute, device=x.device)
     grad_mass = torch.empty((batch, length) if need_grad else (0,), dtype=compute, device=x.device)
     # The observed search reads fragment m/z back from this (B, S, L) table.
     ions = torch.empty((batch, n_series, length) if observed else (0,), dtype=compute, device=x.device)
     if batch:
-        num_warps = cfg.pop("num_warps")
-        traceable(_spectrum_fwd_kernel, x)[(batch,)](
+        _SPECTRUM_FORWARD[(batch,)](
             *prediction_args(x, masses),
             mask, mask.stride(0), mask.stride(1),
             mz, mz.stride(0), mz.stride(1),
             intensity, intensity.stride(0), intensity.stride(1),
             peak_mask, peak_mask.stride(0), peak_mask.stride(1),
-            rows, grad_mass, ions,
+            rows, grad_mass, ions, counter(x.device) if reduce else rows,
             batch, length, n_peaks, x.numel(),
             types_code, charges_code, len(charges), n_series,
             OBSERVED=observed, THEORETICAL=theoretical, PPM=distance == "ppm",
             TAU=0.0 if distance_scale is None else float(distance_scale), POWER=float(intensity_power),
             FROM_LOGITS=masses is not None, NEED_GRAD=need_grad, COMPUTE=compute_dtype(x), RECIPROCAL=x.is_cuda,
-            V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(), num_warps=num_warps, **cfg,
+            REDUCE=reduce, V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(), **cfg,
         )
+    elif reduce:
+        reduce_nothing(rows)
     return rows, grad_mass
+
+
+_SPECTRUM_FORWARD = LeanKernel(_spectrum_fwd_kernel)
 
 
 def spectrum_backward(

@@ -30,7 +30,6 @@ from typing import Callable, Optional
 import torch
 
 from .backend import interpreter_enabled
-from .kernels.reduction import reduce_spectra as fused_reduce_spectra
 from .reference import reduce_spectra
 
 NAMESPACE = "peptide_losses"
@@ -64,33 +63,31 @@ def _backward_operator(name: str, launcher: Callable):
     return _operator(f"{name}_backward", backward, _gradient_fake)
 
 
-def _eager_function(forward: Callable, backward: Callable, mass_gradient: Callable, loss_rows: Callable) -> type:
-    """The same forward/backward pair, and the reduction, as one autograd.Function (no dispatcher).
+def _eager_function(eager_forward: Callable, backward: Callable) -> type:
+    """The same launchers as one autograd.Function (no dispatcher), the reduction inside the forward kernel.
 
-    The reduction is inside so that backward is one autograd node: on a slow host
-    each node of torch's own reduction (sum, div, clamp, unbind) costs more host
-    time than the fused kernels take on the device. It is one kernel
-    (:mod:`peptide_losses.kernels.reduction`), and backward hands the mean's
-    denominator to the backward kernel instead of dividing first: two and three
-    fewer small launches.
+    Backward is one autograd node (on a slow host each node of torch's own
+    reduction, sum, div, clamp, unbind, costs more host time than the fused
+    kernels take on the device), and it hands the mean's denominator to the
+    backward kernel instead of dividing first.
     """
 
     class EagerLoss(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, reduction, x, masses, mask, *rest):
-            output = _outputs(forward(x, masses, mask, *rest))
-            _save(ctx, (x, masses, mask), output, mass_gradient)
-            per_spectrum, counted = loss_rows(output)
-            loss, ctx.denominator = fused_reduce_spectra(per_spectrum, counted, reduction)
-            ctx.batch = per_spectrum.shape[0]
+        def forward(ctx, options, x, masses, mask, *rest):
+            loss, grad_mass, denominator = eager_forward(options, x, masses, mask, *rest)
+            ctx.save_for_backward(x, masses, mask, grad_mass, denominator)
+            ctx.n_rest = len(rest)
             return loss
 
         @staticmethod
         def backward(ctx, grad):
-            denominator = None
-            if grad.ndim == 0:  # "sum" or "mean": every spectrum's loss has the same weight
-                grad, denominator = grad.expand(ctx.batch), ctx.denominator
-            return (None, *_gradient(backward, ctx, grad, ctx.needs_input_grad[1:], denominator))
+            nothing = (None,) * (3 + ctx.n_rest)
+            if not ctx.needs_input_grad[1]:
+                return (None, *nothing)
+            x, masses, mask, grad_mass, denominator = ctx.saved_tensors
+            # grad is (B,) for reduction "none", else 0-dim: the same weight for every spectrum.
+            return (None, backward(x, masses, mask, grad, grad_mass, denominator), *nothing[1:])
 
     return EagerLoss
 
@@ -106,33 +103,30 @@ def _save(ctx, inputs: tuple, outputs: tuple, mass_gradient: Callable) -> None:
     ctx.save_for_backward(x, masses, mask, mass_gradient(outputs))
 
 
-def _gradient(backward: Callable, ctx, grad_loss: torch.Tensor, needs_input_grad: tuple,
-              denominator: torch.Tensor | None = None) -> tuple:
-    """Gradients of (x, masses, mask, *rest) from the per-spectrum upstream gradient (B,)
-    (over ``denominator`` if given): only x gets one."""
+def _gradient(backward: Callable, ctx, grad_loss: torch.Tensor, needs_input_grad: tuple) -> tuple:
+    """Gradients of (x, masses, mask, *rest) from the per-spectrum upstream gradient (B,): only x gets one."""
     if not needs_input_grad[0]:
         return (None,) * len(needs_input_grad)
     x, masses, mask, grad_mass = ctx.saved_tensors
-    # The registered backward operator (compile path) takes no denominator: torch divides before it.
-    divide = () if denominator is None else (denominator,)
-    grad_x = backward(x, masses, mask, grad_loss, grad_mass, *divide)
-    return (grad_x, *(None,) * (len(needs_input_grad) - 1))
+    return (backward(x, masses, mask, grad_loss, grad_mass), *(None,) * (len(needs_input_grad) - 1))
 
 
 class LossOperator:
-    """``(reduction, x, masses, mask, *rest) -> loss``: the registered operator
-    (``.op``) and torch's reduction while torch.compile traces, the eager
-    autograd.Function otherwise; both run the same launchers and give the same numbers."""
+    """``(options, tensors, flags) -> loss``: while torch.compile traces, the registered operator
+    (``.op``, called with ``*tensors, *options.operator_arguments(), *flags``) and torch's
+    reduction; otherwise the eager autograd.Function. Both run the same launchers and give the
+    same numbers."""
 
     def __init__(self, op, eager: type, loss_rows: Callable) -> None:
         self.op = op
         self.eager = eager
         self.loss_rows = loss_rows
 
-    def __call__(self, reduction: str, *args):
+    def __call__(self, options, tensors: tuple, flags: tuple = ()):
         if torch.compiler.is_compiling():
-            return reduce_spectra(*self.loss_rows(_outputs(self.op(*args))), reduction)[0]
-        return self.eager.apply(reduction, *args)
+            outputs = _outputs(self.op(*tensors, *options.operator_arguments(), *flags))
+            return reduce_spectra(*self.loss_rows(outputs), options.reduction)[0]
+        return self.eager.apply(options, *tensors, *flags)
 
 
 def register_loss(
@@ -142,6 +136,7 @@ def register_loss(
     backward: Callable,
     mass_gradient: Callable[[tuple], torch.Tensor],
     loss_rows: Callable[[tuple], tuple[torch.Tensor, torch.Tensor]],
+    eager_forward: Callable,
 ):
     """Register ``<name>_forward`` / ``<name>_backward`` and the autograd joining them.
 
@@ -158,6 +153,9 @@ def register_loss(
         mass_gradient: picks grad_mass from ``forward``'s outputs (as a tuple).
         loss_rows: picks (per-spectrum loss (B,), counted flags (B,)) from
             them; the loss must be row 0 of the first output.
+        eager_forward: ``(options, x, masses, mask, *data, *flags) -> (loss, grad_mass,
+            denominator or None)`` for the eager path: the reduced loss (``options.reduction``)
+            from one launch, what the backward launcher takes, and the mean's denominator.
 
     Returns:
         A :class:`LossOperator`; gradients flow to ``x`` only.
@@ -173,4 +171,4 @@ def register_loss(
         return _gradient(backward_op, ctx, grads[0][0], ctx.needs_input_grad)
 
     forward_op.register_autograd(gradient, setup_context=setup_context)
-    return LossOperator(forward_op, _eager_function(forward, backward, mass_gradient, loss_rows), loss_rows)
+    return LossOperator(forward_op, _eager_function(eager_forward, backward), loss_rows)

@@ -4,6 +4,11 @@ Each function checks its arguments (naming the offending one), then runs the
 fused Triton kernel or the reference maths of :mod:`peptide_losses.reference`
 (``backend="auto"`` picks the kernel for CUDA tensors). Both give the same
 numbers; the kernel keeps no (B, L, V) or (B, N, M) tensor.
+
+Type, shape, dtype, device and option errors are raised at once, without
+touching the device. Bad values (:mod:`peptide_losses.bad_values`) make the
+spectrum's loss NaN on both backends, with no host sync; ``check_values=True``
+raises a ValueError naming the argument instead, at the cost of one host sync.
 """
 
 from __future__ import annotations
@@ -12,23 +17,32 @@ from typing import Sequence
 
 import torch
 
-from . import reference
+from . import bad_values, reference
 from .backend import resolve_backend
+from .call_options import precursor_options, spectrum_options
 from .validation import (
     as_bool_mask,
     check_float,
     check_same_device,
     check_shape,
     raise_on_bad_values,
-    not_finite,
     value_checks_enabled,
 )
-from .validation import check_options
 from .vocabulary import Vocabulary
 
 
-def _prediction(logits, masses, residue_masses, mask, checks):
-    """Validate the predicted side; return (B, L, bool mask, device).
+def _position_checks(logits, masses, residue_masses, mask) -> list:
+    """``check_values=True``: the bad position masses (:mod:`peptide_losses.bad_values`), by argument."""
+    if logits is None:
+        return [("residue_masses contain NaN or inf at an unmasked position",
+                 lambda: bad_values.bad_positions(residue_masses.to(reference.compute_dtype(residue_masses)), mask))]
+    return [("masses contain NaN or inf", lambda: (~torch.isfinite(masses)).any() & mask.any(-1)),
+            ("logits give a NaN or inf expected mass at an unmasked position (NaN or +inf logits, or a row of -inf)",
+             lambda: bad_values.bad_positions(reference.expected_residue_masses(logits, masses), mask))]
+
+
+def _prediction(logits, masses, residue_masses, mask):
+    """Validate the predicted side; return (B, L, bool mask, masses).
 
     Exactly one of ``logits`` (with ``masses``) and ``residue_masses`` is given.
     """
@@ -46,20 +60,19 @@ def _prediction(logits, masses, residue_masses, mask, checks):
                 f"logits' last dimension ({logits.shape[-1]}) must equal the vocabulary size "
                 f"len(masses) = {masses.shape[0]}: logits and vocabulary disagree"
             )
-        check_same_device(logits=logits, masses=masses)
-        checks += [("logits contain NaN or inf", lambda: not_finite(logits)),
-                   ("masses contain NaN or inf", lambda: not_finite(masses))]
+        if masses.device != logits.device:
+            check_same_device(logits=logits, masses=masses)
         batch, length = logits.shape[:2]
         device = logits.device
     else:
         if masses is not None:
             raise ValueError("masses is only used with logits; residue_masses are already in Da")
         check_float("residue_masses", residue_masses, 2)
-        checks.append(("residue_masses contain NaN or inf", lambda: not_finite(residue_masses)))
         batch, length = residue_masses.shape
         device = residue_masses.device
     mask = as_bool_mask("mask", mask, (batch, length), device)
-    check_same_device(prediction=torch.empty(0, device=device), mask=mask)
+    if mask.device != device:
+        check_same_device(prediction=torch.empty(0, device=device), mask=mask)
     return batch, length, mask, masses
 
 
@@ -84,7 +97,7 @@ def spectrum_matching_loss(
     intensity_power: float = 1.0,
     reduction: str = "mean",
     backend: str = "auto",
-    check_values: bool = True,
+    check_values: bool = False,
 ) -> torch.Tensor:
     """Intensity-weighted distance from observed peaks to the nearest predicted fragment.
 
@@ -110,59 +123,62 @@ def spectrum_matching_loss(
         intensity_power: peak weight = intensity ** intensity_power.
         reduction: ``"mean"`` over spectra that count, ``"sum"`` or ``"none"`` (B,).
         backend: ``"auto"``, ``"triton"`` or ``"reference"``.
-        check_values: check for NaN/inf and out-of-range values (one host sync).
+        check_values: raise a ValueError naming the argument where a value is
+            bad, instead of the NaN loss it gives (one host sync; skipped under
+            torch.compile and CUDA-graph capture).
 
     Returns:
         float32 loss (float64 for float64 input), in Da or ppm; scalar or (B,).
+        NaN for a spectrum with a bad value (:mod:`peptide_losses.bad_values`:
+        a non-finite mass at an unmasked position, or at a peak_mask peak an m/z
+        that is not finite or <= 0 or an intensity that is not finite or < 0);
+        so is the mean or sum, and the gradient at that spectrum's unmasked
+        positions.
     """
-    checks: list = []
-    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
+    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask)
     check_float("mz", mz, 2, mz=True)
     n_peaks = mz.shape[1]
     check_shape("mz", mz, (batch, n_peaks), "(B, N)")
     check_float("intensity", intensity, 2)
     check_shape("intensity", intensity, (batch, n_peaks), "(B, N)")
     peak_mask = as_bool_mask("peak_mask", peak_mask, (batch, n_peaks), mz.device)
-    check_same_device(prediction=mask, mz=mz, intensity=intensity, peak_mask=peak_mask)
-    check_options(
-        ion_types=ion_types, charges=charges, direction=direction, distance=distance,
-        distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction,
-    )
+    device = mask.device
+    if not (mz.device == intensity.device == peak_mask.device == device):
+        check_same_device(prediction=mask, mz=mz, intensity=intensity, peak_mask=peak_mask)
+    options = spectrum_options(ion_types, charges, direction, distance, distance_scale, intensity_power, reduction)
     if value_checks_enabled(check_values):
-        value_checks = checks + [
-            ("mz contains NaN or inf at a peak_mask position", lambda: not_finite(mz) & peak_mask),
-            ("intensity contains NaN or inf at a peak_mask position", lambda: not_finite(intensity) & peak_mask),
-            ("intensity must be >= 0 at peak_mask positions", lambda: (intensity < 0) & peak_mask),
-        ]
-        raise_on_bad_values(value_checks)
-    options = dict(
-        ion_types=tuple(ion_types), charges=tuple(int(z) for z in charges), direction=direction,
-        distance=distance, distance_scale=None if distance_scale is None else float(distance_scale),
-        intensity_power=float(intensity_power), reduction=reduction,
-    )
-    if resolve_backend(backend, mask.device) == "triton":
+        dtype = reference.compute_dtype(logits if logits is not None else residue_masses)
+        raise_on_bad_values(_position_checks(logits, masses, residue_masses, mask) + [
+            ("mz must be finite and > 0 at peak_mask positions",
+             lambda: bad_values.bad_peak_mz(mz.to(dtype), peak_mask)),
+            ("intensity must be finite and >= 0 at peak_mask positions",
+             lambda: bad_values.bad_intensity(intensity.to(dtype), peak_mask)),
+        ])
+    if resolve_backend(backend, device) == "triton":
         from .spectrum_op import spectrum_matching_loss_fused
 
-        return spectrum_matching_loss_fused(logits, masses, residue_masses, mask, mz, intensity, peak_mask, **options)
+        return spectrum_matching_loss_fused(logits, masses, residue_masses, mask, mz, intensity, peak_mask, options)
     return reference.spectrum_matching_loss(
-        _residue_masses(logits, masses, residue_masses), mask, mz, intensity, peak_mask, **options
+        _residue_masses(logits, masses, residue_masses), mask, mz, intensity, peak_mask, **options.loss_options(),
+        reduction=options.reduction,
     )
 
 
 def _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge, check):
     """Shared validation of the precursor entry points; returns (mask, masses)."""
-    checks: list = []
-    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
+    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask)
     check_float("precursor_mz", precursor_mz, 1, mz=True)
     check_shape("precursor_mz", precursor_mz, (batch,), "(B,)")
     if not isinstance(charge, torch.Tensor) or charge.dtype.is_floating_point or charge.dtype == torch.bool:
         raise TypeError(f"charge must be an integer torch.Tensor (B,), got {getattr(charge, 'dtype', type(charge))}")
     check_shape("charge", charge, (batch,), "(B,)")
-    check_same_device(prediction=mask, precursor_mz=precursor_mz, charge=charge)
+    if not (precursor_mz.device == charge.device == mask.device):
+        check_same_device(prediction=mask, precursor_mz=precursor_mz, charge=charge)
     if value_checks_enabled(check):
-        raise_on_bad_values(checks + [
-            ("precursor_mz must be finite and > 0", lambda: not_finite(precursor_mz) | (precursor_mz <= 0)),
-            ("charge must be >= 1", lambda: charge < 1),
+        dtype = reference.compute_dtype(logits if logits is not None else residue_masses)
+        raise_on_bad_values(_position_checks(logits, masses, residue_masses, mask) + [
+            ("precursor_mz must be finite and > 0", lambda: bad_values.bad_precursor_mz(precursor_mz.to(dtype))),
+            ("charge must be >= 1", lambda: bad_values.bad_charge(charge)),
         ])
     return mask, masses
 
@@ -179,7 +195,7 @@ def precursor_mass_loss(
     isotope_errors: Sequence[int] = (0,),
     reduction: str = "mean",
     backend: str = "auto",
-    check_values: bool = True,
+    check_values: bool = False,
 ) -> torch.Tensor:
     """Log-scaled ppm error of the predicted precursor m/z: ``scale * log1p(ppm / scale)``.
 
@@ -197,20 +213,26 @@ def precursor_mass_loss(
             ``precursor_mz - k * 1.00335 / charge``.
         reduction: ``"mean"`` over spectra with a position, ``"sum"`` or ``"none"`` (B,).
         backend: ``"auto"``, ``"triton"`` or ``"reference"``.
-        check_values: check for NaN/inf and out-of-range values (one host sync).
+        check_values: raise a ValueError naming the argument where a value is
+            bad, instead of the NaN loss it gives (one host sync; skipped under
+            torch.compile and CUDA-graph capture).
 
     Returns:
         float32 loss (float64 for float64 input), log-scaled ppm; scalar or (B,).
+        NaN for a spectrum with a bad value (:mod:`peptide_losses.bad_values`:
+        a non-finite mass at an unmasked position, precursor_mz not finite or
+        <= 0, charge < 1); so is the mean or sum, and the gradient at that
+        spectrum's unmasked positions.
     """
     mask, masses = _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge, check_values)
-    check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
-    options = dict(scale=float(scale), isotope_errors=tuple(int(k) for k in isotope_errors), reduction=reduction)
+    options = precursor_options(scale, isotope_errors, reduction)
     if resolve_backend(backend, mask.device) == "triton":
         from .precursor_op import precursor_mass_loss_fused
 
-        return precursor_mass_loss_fused(logits, masses, residue_masses, mask, precursor_mz, charge, **options)
+        return precursor_mass_loss_fused(logits, masses, residue_masses, mask, precursor_mz, charge, options)
     return reference.precursor_mass_loss(
-        _residue_masses(logits, masses, residue_masses), mask, precursor_mz, charge, **options
+        _residue_masses(logits, masses, residue_masses), mask, precursor_mz, charge, **options.loss_options(),
+        reduction=options.reduction,
     )
 
 
@@ -224,15 +246,16 @@ def precursor_ppm(
     mask: torch.Tensor | None = None,
     residue_masses: torch.Tensor | None = None,
     isotope_errors: Sequence[int] = (0,),
-    check_values: bool = True,
+    check_values: bool = False,
 ) -> torch.Tensor:
-    """Absolute precursor error (B,) in ppm, for monitoring (no gradient).
+    """Absolute precursor error (B,) in ppm, for monitoring (no gradient); NaN where a value is bad.
 
     Same arguments as :func:`precursor_mass_loss`; the formula is
     :func:`peptide_losses.reference.precursor_ppm`.
     """
     mask, masses = _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge, check_values)
-    check_options(isotope_errors=isotope_errors, reduction="none")
+    options = precursor_options(100.0, isotope_errors, "none")
     return reference.precursor_ppm(
-        _residue_masses(logits, masses, residue_masses), mask, precursor_mz, charge, isotope_errors=tuple(isotope_errors)
+        _residue_masses(logits, masses, residue_masses), mask, precursor_mz, charge,
+        isotope_errors=options.isotope_errors,
     )

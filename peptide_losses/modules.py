@@ -79,7 +79,7 @@ class SpectrumMatchingLoss(_VocabularyLoss):
         intensity_power: float = 1.0,
         reduction: str = "mean",
         backend: str = "auto",
-        check_values: bool = True,
+        check_values: bool = False,
         tokens: Sequence[str | None] | None = None,
     ) -> None:
         # Checked before tuple(): a string "by" would otherwise become ("b", "y").
@@ -115,7 +115,7 @@ class PrecursorMassLoss(_VocabularyLoss):
         isotope_errors: Sequence[int] = (0,),
         reduction: str = "mean",
         backend: str = "auto",
-        check_values: bool = True,
+        check_values: bool = False,
         tokens: Sequence[str | None] | None = None,
     ) -> None:
         check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)

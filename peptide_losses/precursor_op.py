@@ -1,8 +1,9 @@
 """The fused precursor mass loss as the custom operators ``peptide_losses::precursor_mass_loss_*``.
 
 Forward keeps only per-spectrum scalars (dloss/dM, shape (B,)) for backward,
-which recomputes the softmax from the logits. The reduction is plain torch on
-the device (no host sync), shared with the reference. How the operators are
+which recomputes the softmax from the logits. Eager calls reduce inside the
+forward kernel; under torch.compile the reduction is the reference's torch ops
+(no host sync either way). How the operators are
 registered (and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
 """
 
@@ -12,6 +13,7 @@ from typing import List, Optional
 
 import torch
 
+from .call_options import PrecursorOptions
 from .custom_ops import register_loss
 from .kernels.precursor import precursor_backward, precursor_forward
 from .reference import compute_dtype
@@ -33,12 +35,23 @@ def _forward_fake(x, masses, mask, precursor_mz, charge, scale, isotope_errors):
     return x.new_empty((3, x.shape[0]), dtype=compute_dtype(x))
 
 
-#: (reduction, x, masses, mask, precursor_mz, charge, scale, isotope_errors) -> loss. Its
-#: operator ``.op`` gives the (3, B) rows loss, dloss/dM, counted (see
+def _eager_forward(options: PrecursorOptions, x, masses, mask, precursor_mz, charge):
+    """(loss, dloss/dM (B,), the mean's denominator or None) from one launch."""
+    batch = x.shape[0]
+    out = precursor_forward(x, masses, mask, precursor_mz, charge, scale=options.scale,
+                            isotope_errors=options.isotope_errors, reduction=options.reduction)
+    if options.reduction == "none":
+        return out[0], out[1], None
+    return out[3 * batch], out[batch:2 * batch], out[3 * batch + 1] if options.reduction == "mean" else None
+
+
+#: (options, (x, masses, mask, precursor_mz, charge)) -> loss. Its operator ``.op``
+#: gives the (3, B) rows loss, dloss/dM, counted (see
 #: :func:`peptide_losses.kernels.precursor.precursor_forward`).
 precursor_loss = register_loss("precursor_mass_loss", _forward, _forward_fake, precursor_backward,
                                mass_gradient=lambda outputs: outputs[0][1],
-                               loss_rows=lambda outputs: (outputs[0][0], outputs[0][2]))
+                               loss_rows=lambda outputs: (outputs[0][0], outputs[0][2]),
+                               eager_forward=_eager_forward)
 
 
 def precursor_mass_loss_fused(
@@ -48,10 +61,7 @@ def precursor_mass_loss_fused(
     mask: torch.Tensor,
     precursor_mz: torch.Tensor,
     charge: torch.Tensor,
-    *,
-    scale: float,
-    isotope_errors: tuple[int, ...],
-    reduction: str,
+    options: PrecursorOptions,
 ) -> torch.Tensor:
     """Kernel form of :func:`peptide_losses.reference.precursor_mass_loss` (validated inputs).
 
@@ -59,11 +69,11 @@ def precursor_mass_loss_fused(
         logits: (B, L, V) float with ``masses`` (V,) Da, or None with
             ``residue_masses`` (B, L) Da. Gradients flow to these only.
         mask: (B, L) bool. precursor_mz: (B,) observed m/z. charge: (B,) integer.
-        scale, isotope_errors, reduction: as the reference.
+        options: checked options (:func:`peptide_losses.call_options.precursor_options`).
 
     Returns:
         Log-scaled ppm, float32 (float64 for float64 input): scalar for
         ``"mean"`` / ``"sum"``, (B,) for ``"none"``.
     """
     x, masses = (logits, masses) if logits is not None else (residue_masses, None)
-    return precursor_loss(reduction, x, masses, mask, precursor_mz, charge, float(scale), list(isotope_errors))
+    return precursor_loss(options, (x, masses, mask, precursor_mz, charge))

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import torch
 
+from . import bad_values
 from .constants import C13_C12, H2O, ION_OFFSETS, PREFIX_IONS, PROTON
 
 #: ppm distances are relative to max(theoretical m/z, MIN_PPM_REFERENCE_MZ) so
@@ -130,6 +131,21 @@ def _reduce(per_spectrum: torch.Tensor, counted: torch.Tensor, reduction: str) -
     return reduce_spectra(per_spectrum, counted, reduction)[0]
 
 
+def _nan_where_bad(
+    per_spectrum: torch.Tensor, counted: torch.Tensor, bad: torch.Tensor, residue_masses: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """NaN loss for spectra with a bad value (:mod:`peptide_losses.bad_values`), counted in the mean.
+
+    Their gradient is NaN at every unmasked position (0 at masked ones), whatever
+    the maths around the bad value would give: the second term is 0 with zero
+    gradient for good spectra and NaN with NaN gradient for bad ones.
+    """
+    nan_at = torch.where(mask & bad[:, None], torch.nan, 0.0).to(per_spectrum.dtype)
+    poison = (torch.where(mask, residue_masses.to(per_spectrum.dtype), 0) * nan_at).sum(-1)
+    return torch.where(bad, torch.nan, per_spectrum) + poison, counted | bad
+
+
 def spectrum_matching_loss(
     residue_masses: torch.Tensor,
     mask: torch.Tensor,
@@ -159,7 +175,11 @@ def spectrum_matching_loss(
 
     Ties go to the lowest ion (peak) index; the gradient of |x| at 0 is 0.
     A spectrum with no valid peak, zero total weight, or fewer than two
-    residues contributes 0 and is left out of the mean.
+    residues contributes 0 and is left out of the mean. A spectrum with a bad
+    value (:mod:`peptide_losses.bad_values`: non-finite mass at an unmasked
+    position, m/z not finite or <= 0 or intensity not finite or < 0 at a real
+    peak) has a NaN loss, counts in the mean, and a NaN gradient at its
+    unmasked positions.
 
     Args:
         residue_masses: (B, L) Da. mask: (B, L) bool.
@@ -183,11 +203,14 @@ def spectrum_matching_loss(
     total_weight = weight.sum(-1)
     has_ion = theo_valid.any(-1)
     counted = has_ion & peak_mask.any(-1) & (total_weight > 0)
+    bad = (bad_values.bad_positions(residue_masses.to(dtype), mask)
+           | bad_values.bad_peak_mz(mz.detach().to(dtype), peak_mask)
+           | bad_values.bad_intensity(intensity.detach().to(dtype), peak_mask))
 
     if 0 in search.shape[1:]:
         # No peak slot or no ion slot (N = 0 or L = 0): every spectrum is empty, and argmin
         # needs a non-empty axis. Times 0 keeps the zero loss in the graph, with zero gradient.
-        return _reduce(theo.sum(-1) * 0, counted, reduction)
+        return _reduce(*_nan_where_bad(theo.sum(-1) * 0, counted, bad, residue_masses, mask), reduction)
     per_spectrum = torch.zeros(theo.shape[0], dtype=dtype, device=theo.device)
     if direction in ("observed", "both"):
         nearest = diff.gather(-1, search.argmin(-1, keepdim=True)).squeeze(-1)
@@ -199,7 +222,7 @@ def spectrum_matching_loss(
         nearest = _log_scaled(torch.where(theo_valid & has_peak[:, None], nearest, 0), distance_scale)
         per_spectrum = per_spectrum + nearest.sum(-1) / theo_valid.sum(-1).clamp_min(1)
     per_spectrum = torch.where(counted, per_spectrum, 0)
-    return _reduce(per_spectrum, counted, reduction)
+    return _reduce(*_nan_where_bad(per_spectrum, counted, bad, residue_masses, mask), reduction)
 
 
 def peptide_mass(residue_masses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -227,7 +250,23 @@ def precursor_ppm(
     ``ppm = min_k |mz_pred - (mz_obs - k * C13_C12 / z)| / mz_obs * 1e6``, with
     ``mz_pred = (sum_l mask * m_l + H2O + z * proton) / z``; ppm is relative to
     the observed m/z as in Casanovo. Ties between k go to the first listed.
+    NaN for a spectrum with a bad value (:func:`bad_precursors`).
     """
+    ppm, bad = _precursor_ppm(residue_masses, mask, observed_mz, charge, isotope_errors)
+    return torch.where(bad, torch.nan, ppm)
+
+
+def bad_precursors(residue_masses: torch.Tensor, mask: torch.Tensor, observed_mz: torch.Tensor,
+                   charge: torch.Tensor) -> torch.Tensor:
+    """(B,) True where the precursor loss is NaN (:mod:`peptide_losses.bad_values`): a non-finite
+    mass at an unmasked position, precursor m/z not finite or <= 0, or charge < 1."""
+    dtype = compute_dtype(residue_masses)
+    return (bad_values.bad_positions(residue_masses.to(dtype), mask)
+            | bad_values.bad_precursor_mz(observed_mz.detach().to(dtype)) | bad_values.bad_charge(charge))
+
+
+def _precursor_ppm(residue_masses, mask, observed_mz, charge, isotope_errors) -> tuple[torch.Tensor, torch.Tensor]:
+    """ppm (B,) as the maths gives it for any input, and the bad flags (B,)."""
     pred = precursor_mz(peptide_mass(residue_masses, mask), charge)
     dtype = pred.dtype
     obs = observed_mz.detach().to(dtype)
@@ -236,7 +275,7 @@ def precursor_ppm(
     # copy, which a CUDA-graph capture does not allow.
     shifted = torch.stack([obs - torch.full_like(obs, k) * C13_C12 / z for k in isotope_errors], dim=-1)
     ppm = (pred[:, None] - shifted).abs() / obs[:, None] * 1e6
-    return ppm.min(-1).values
+    return ppm.min(-1).values, bad_precursors(residue_masses, mask, observed_mz, charge)
 
 
 def precursor_mass_loss(
@@ -253,12 +292,14 @@ def precursor_mass_loss(
 
     Behaves like ppm for small errors and keeps a gradient
     ``scale / (scale + ppm)`` at any error (a clamp would have 0). A spectrum
-    with no unmasked position contributes 0 and is left out of the mean.
+    with no unmasked position contributes 0 and is left out of the mean. A
+    spectrum with a bad value (:func:`bad_precursors`) has a NaN loss, counts
+    in the mean, and a NaN gradient at its unmasked positions.
 
     Returns:
         Scalar (``"mean"``/``"sum"``) or (B,) (``"none"``), in log-scaled ppm.
     """
-    ppm = precursor_ppm(residue_masses, mask, observed_mz, charge, isotope_errors=isotope_errors)
+    ppm, bad = _precursor_ppm(residue_masses, mask, observed_mz, charge, isotope_errors)
     counted = mask.any(-1)
     per_spectrum = torch.where(counted, _log_scaled(ppm, scale), 0)
-    return _reduce(per_spectrum, counted, reduction)
+    return _reduce(*_nan_where_bad(per_spectrum, counted, bad, residue_masses, mask), reduction)

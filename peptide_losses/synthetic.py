@@ -78,9 +78,12 @@ def make_batch(
     mz = 50 + 1950 * torch.rand(batch, n_peaks, generator=gen, dtype=torch.float64)
     if ions.shape[1] and n_peaks:
         pick = torch.randint(0, ions.shape[1], (batch, n_peaks), generator=gen)
-        on_ion = (torch.rand(batch, n_peaks, generator=gen) < peak_fraction_on_ions) & valid.gather(1, pick)
+        # A negative N-terminal modification token (e.g. -17.027) can put b1 below 0: no observed
+        # m/z is <= 0 (the losses give NaN for one, peptide_losses.bad_values).
+        picked = ions.gather(1, pick)
+        on_ion = (torch.rand(batch, n_peaks, generator=gen) < peak_fraction_on_ions) & valid.gather(1, pick) & (picked > 1)
         jitter = 0.01 * torch.randn(batch, n_peaks, generator=gen, dtype=torch.float64)
-        mz = torch.where(on_ion, ions.gather(1, pick) + jitter, mz)
+        mz = torch.where(on_ion, picked + jitter, mz)
     intensity = torch.rand(batch, n_peaks, generator=gen)
     charge = torch.randint(1, 4, (batch,), generator=gen)
     peptide = torch.where(mask, true_masses, 0).sum(-1) + H2O

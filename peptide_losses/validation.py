@@ -1,10 +1,11 @@
 """Argument checks shared by the public entry points.
 
-Shape, dtype and device checks are free (no device work). Value checks (NaN,
-charge < 1, ...) need one device-to-host sync; :func:`value_checks_enabled`
-turns them off inside ``torch.compile`` tracing and CUDA-graph capture, where a
-sync is not allowed, and the public functions take ``check_values=False`` for
-hot loops over trusted data.
+Shape, dtype and device checks are free (no device work). Bad values (NaN,
+charge < 1, ...: :mod:`peptide_losses.bad_values`) make a loss NaN with no
+host sync; ``check_values=True`` raises on them instead, naming the argument,
+which needs one device-to-host sync: :func:`value_checks_enabled` turns that
+off inside ``torch.compile`` tracing and CUDA-graph capture, where a sync is
+not allowed.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def raise_on_bad_values(checks: Sequence[tuple[str, Callable[[], torch.Tensor]]]
 
     ``checks`` are ``(message, bad)`` pairs where ``bad()`` gives a bool tensor
     that is True somewhere iff the message applies (built lazily, so nothing is
-    computed when value checks are off).
+    computed when value checks are off): (B,) flags of :mod:`peptide_losses.bad_values`.
     """
     if not checks:
         return
@@ -87,10 +88,6 @@ def raise_on_bad_values(checks: Sequence[tuple[str, Callable[[], torch.Tensor]]]
     if bool(flags.any()):
         first = int(flags.to(torch.uint8).argmax())
         raise ValueError(checks[first][0])
-
-
-def not_finite(t: torch.Tensor) -> torch.Tensor:
-    return ~torch.isfinite(t)
 
 
 def _number(name: str, value, ok: Callable[[float], bool], expected: str) -> None:

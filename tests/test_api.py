@@ -1,4 +1,5 @@
-"""Public API: every bad input is a ValueError/TypeError naming the argument; the modules."""
+"""Public API: every bad input is a ValueError/TypeError naming the argument (bad values: a NaN loss,
+or that error with check_values=True); the modules."""
 
 import re
 
@@ -148,6 +149,22 @@ PRECURSOR_CASES = PREDICTION_CASES + [
 ]
 
 
+#: Bad values: by default a NaN loss without a host sync, an error naming the argument only with
+#: check_values=True (tests/test_bad_values.py checks the NaN on both backends).
+VALUE_CASES = {"logits NaN", "logits inf", "masses NaN", "residue_masses NaN", "mz NaN", "mz inf", "intensity NaN",
+               "intensity negative", "precursor_mz zero", "precursor_mz negative", "precursor_mz NaN",
+               "precursor_mz inf", "charge zero", "charge negative"}
+
+
+def _expect_error(function, name, args, error, argument):
+    """The call raises naming ``argument``; a bad value only with check_values=True, else it gives NaN."""
+    if name in VALUE_CASES:
+        assert torch.isnan(_call(function, args)).any(), name
+        args = dict(args, check_values=True)
+    with pytest.raises(error, match=named(argument)):
+        _call(function, args)
+
+
 def named(argument):
     """A pattern for the argument's name as a whole word ("mask" is not found in "peak_mask")."""
     return rf"\b{re.escape(argument)}\b"
@@ -163,8 +180,7 @@ def test_spectrum_matching_loss_rejects(name, edit, error, argument):
     args = spectrum_args()
     _call(peptide_losses.spectrum_matching_loss, args)  # valid before the edit
     edit(args)
-    with pytest.raises(error, match=named(argument)):
-        _call(peptide_losses.spectrum_matching_loss, args)
+    _expect_error(peptide_losses.spectrum_matching_loss, name, args, error, argument)
 
 
 @pytest.mark.parametrize("name, edit, error, argument", PRECURSOR_CASES, ids=[c[0] for c in PRECURSOR_CASES])
@@ -172,8 +188,7 @@ def test_precursor_mass_loss_rejects(name, edit, error, argument):
     args = precursor_args()
     _call(peptide_losses.precursor_mass_loss, args)
     edit(args)
-    with pytest.raises(error, match=named(argument)):
-        _call(peptide_losses.precursor_mass_loss, args)
+    _expect_error(peptide_losses.precursor_mass_loss, name, args, error, argument)
 
 
 # precursor_ppm takes neither scale nor reduction, and always runs the reference (no backend).
@@ -186,8 +201,7 @@ def test_precursor_ppm_rejects(name, edit, error, argument):
     args.pop("backend")
     _call(peptide_losses.precursor_ppm, args)
     edit(args)
-    with pytest.raises(error, match=named(argument)):
-        _call(peptide_losses.precursor_ppm, args)
+    _expect_error(peptide_losses.precursor_ppm, name, args, error, argument)
 
 
 def test_padded_peaks_may_hold_anything():
@@ -219,11 +233,11 @@ def test_vocabulary_as_masses_equals_its_mass_tensor():
     assert torch.equal(_call(peptide_losses.precursor_mass_loss, dict(p_args, masses=VOCAB)), expected)
 
 
-def test_check_values_false_skips_only_the_value_checks():
+def test_without_check_values_shape_errors_stay_immediate_and_bad_values_give_nan():
     args = spectrum_args()
     args["intensity"] = args["intensity"].clone()
     args["intensity"][0, 0] = -1.0
-    assert torch.isfinite(_call(peptide_losses.spectrum_matching_loss, dict(args, check_values=False)))
+    assert torch.isnan(_call(peptide_losses.spectrum_matching_loss, dict(args, check_values=False)))
     with pytest.raises(ValueError, match="logits"):
         _call(peptide_losses.spectrum_matching_loss, dict(args, logits=args["logits"][0], check_values=False))
 

@@ -180,6 +180,22 @@ def test_cuda_graph_replay_of_a_training_step_equals_eager(backend, autocast):
     assert graph.step(inputs(1)).equals(replayed)
 
 
+# ------------------------------------------------------------------ no host sync
+@needs_cuda
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_default_training_step_makes_no_host_sync(backend):
+    """Model, both losses at default options, backward, SGD: nothing waits for the GPU (issue 16)."""
+    trainer = Trainer("eager", backend, SIZES["length"], DEVICE)
+    step = inputs(0)
+    trainer.run(step)  # Triton compiles on the first call
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.run(step)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
 # ------------------------------------------------------------------ modules
 def _keyword_options(fn) -> dict:
     return {name: p.default for name, p in inspect.signature(fn).parameters.items() if p.kind == p.KEYWORD_ONLY}

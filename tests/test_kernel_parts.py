@@ -1,4 +1,4 @@
-"""Shared kernel parts: the row windows' layout and the one-launch reduction, against their definitions.
+"""Shared kernel parts: the row windows' layout and the reduction inside the forward kernel, against their definitions.
 
 Runs on CUDA when there is a GPU, else on CPU tensors under the Triton
 interpreter (conftest sets ``TRITON_INTERPRET=1``).
@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from peptide_losses import reference
 from peptide_losses.kernels.common import MAX_SPECTRUM_TILE, row_config, window
-from peptide_losses.kernels.reduction import reduce_spectra
+from peptide_losses.kernels.precursor import precursor_forward
+from peptide_losses.kernels.reduction import counter
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -40,36 +41,61 @@ def test_row_config_refuses_oversized_spectra():
         row_config(4, MAX_SPECTRUM_TILE, 2)
 
 
-@settings(deadline=None, max_examples=30)
+def _precursor_inputs(batch: int, dtype: torch.dtype, seed: int):
+    """Residue masses (B, 1) and data whose loss rows cover counted, uncounted and NaN (bad) spectra."""
+    gen = torch.Generator().manual_seed(seed)
+    residue = (100 + 1000 * torch.rand(batch, 1, generator=gen, dtype=torch.float64)).to(dtype)
+    mask = torch.rand(batch, 1, generator=gen) < 0.7
+    precursor_mz = 200 + 1000 * torch.rand(batch, generator=gen, dtype=torch.float64)
+    charge = torch.randint(1, 4, (batch,), generator=gen)
+    return [t.to(DEVICE) for t in (residue, mask, precursor_mz, charge)]
+
+
+@settings(deadline=None, max_examples=20)
 @given(
-    batch=st.sampled_from((0, 1, 2, 37, 1000, 20000)),
+    batch=st.sampled_from((0, 1, 2, 37, 1000, 1025, 20000)),
     dtype=st.sampled_from((torch.float32, torch.float64)),
-    reduction=st.sampled_from(("mean", "sum", "none")),
-    counted_fraction=st.sampled_from((0.0, 0.3, 1.0)),
+    reduction=st.sampled_from(("mean", "sum")),
     seed=st.integers(0, 2**16),
 )
-def test_reduction_matches_reference(batch, dtype, reduction, counted_fraction, seed):
-    """One launch gives the reference's loss and denominator (sums to rounding, the count exactly)."""
-    gen = torch.Generator().manual_seed(seed)
-    counted = (torch.rand(batch, generator=gen) < counted_fraction).to(dtype)
-    per_spectrum = (torch.rand(batch, generator=gen, dtype=dtype) * 1e3) * counted
-    per_spectrum, counted = per_spectrum.to(DEVICE), counted.to(DEVICE)
-    loss, denominator = reduce_spectra(per_spectrum, counted, reduction)
-    expected, expected_denominator = reference.reduce_spectra(per_spectrum, counted, reduction)
-    assert loss.dtype == expected.dtype and loss.shape == expected.shape
-    torch.testing.assert_close(loss, expected, rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=0)
-    if expected_denominator is None:
-        assert denominator is None
-    else:
-        assert torch.equal(denominator, expected_denominator)
+def test_reduction_in_the_forward_kernel_matches_the_reference(batch, dtype, reduction, seed):
+    """The last program's sum (or mean) of the rows the launch wrote: the reference's to rounding,
+    the count exactly; the rows are those of an unreduced launch, and the counter is back at 0."""
+    residue, mask, precursor_mz, charge = _precursor_inputs(batch, dtype, seed)
+    options = dict(scale=100.0, isotope_errors=(0,))
+    rows = precursor_forward(residue, None, mask, precursor_mz, charge, **options)
+    out = precursor_forward(residue, None, mask, precursor_mz, charge, **options, reduction=reduction)
+    assert torch.equal(out[:3 * batch].view(3, batch), rows)
+    expected, expected_denominator = reference.reduce_spectra(rows[0], rows[2], reduction)
+    torch.testing.assert_close(out[3 * batch], expected, rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=0)
+    if reduction == "mean":
+        assert out[3 * batch + 1].item() == max(rows[2].sum().item(), 1.0)
+    assert counter(torch.device(DEVICE)).item() == 0
 
 
-def test_reduction_reads_strided_rows():
-    rows = torch.rand(3, 50, dtype=torch.float64, device=DEVICE)
-    rows[2] = (rows[2] > 0.5).to(rows.dtype)
-    strided = rows.t().contiguous().t()  # rows with stride 3
-    assert strided[0].stride(0) == 3
-    got = reduce_spectra(strided[0], strided[2], "mean")
-    expected = reference.reduce_spectra(rows[0], rows[2], "mean")
-    torch.testing.assert_close(got[0], expected[0], rtol=1e-13, atol=0)
-    assert torch.equal(got[1], expected[1])
+def test_reduction_is_nan_with_a_bad_spectrum():
+    residue, mask, precursor_mz, charge = _precursor_inputs(1030, torch.float32, 0)
+    mask[:] = True
+    charge[1029] = 0
+    out = precursor_forward(residue, None, mask, precursor_mz, charge, scale=100.0, isotope_errors=(0,),
+                            reduction="mean")
+    assert torch.isnan(out[3 * 1030]) and out[3 * 1030 + 1].item() == 1030
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="concurrent streams need a GPU")
+def test_reductions_on_concurrent_streams_keep_their_own_counters():
+    """Each stream has its counter: the same launches interleaved on two streams give each one's result."""
+    inputs = [_precursor_inputs(3000, torch.float32, seed) for seed in (1, 2)]
+    options = dict(scale=100.0, isotope_errors=(0,), reduction="mean")
+    expected = [precursor_forward(r, None, m, p, c, **options)[-2:] for r, m, p, c in inputs]
+    streams = [torch.cuda.Stream() for _ in inputs]
+    for stream in streams:
+        stream.wait_stream(torch.cuda.current_stream())
+    results = [[], []]
+    for _ in range(20):
+        for stream, args, out in zip(streams, inputs, results):
+            with torch.cuda.stream(stream):
+                out.append(precursor_forward(*args[:1], None, *args[1:], **options)[-2:])
+    torch.cuda.synchronize()
+    for want, got in zip(expected, results):
+        assert all(torch.equal(g, want) for g in got)

@@ -157,6 +157,9 @@ def make_case(shape: Shape, options: dict, *, path: str, dtype: torch.dtype = to
     if n_peaks:
         source = torch.randint(0, n_peaks, (batch, n_peaks), generator=gen)
         mz = torch.where(kind == 2, mz.gather(1, source), mz)
+    # Negative residue masses put some ions at m/z <= 0; an observed m/z there would be a bad
+    # value (NaN loss, tests/test_bad_values.py): noise instead.
+    mz = torch.where(mz > 0, mz, 2500 * _rand(gen, batch, n_peaks))
     counts = torch.randint(0, n_peaks + 1, (batch,), generator=gen)
     peak_mask = torch.arange(n_peaks)[None, :] < counts[:, None]
     if shape.holes:

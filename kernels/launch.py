@@ -1,0 +1,103 @@
+"""Launching a compiled kernel with less host work than ``kernel[grid](...)``.
+
+Triton's ``JITFunction.run`` binds every argument, builds its specialisation
+key, looks the kernel up and checks the kernel's globals on every launch: tens
+of microseconds of host time per launch on a slow host, more than the device
+time of a small loss. :class:`LeanKernel` keeps, per specialisation, the
+compiled kernel that the JIT returned on its first launch, and later launches
+it directly through the compiled kernel's launcher, with the arguments the JIT
+would pass (every parameter in signature order, then the launch hooks).
+
+Its own key refines Triton's specialisation: per tensor its dtype and 16-byte
+alignment, per integer whether it equals 1, is divisible by 16 and which
+integer type holds it; the constexpr and option values; the device. Two
+launches with one key therefore get the same compiled kernel from the JIT.
+
+The direct path is used only where it is known to match the JIT:
+
+- Triton's ``JITFunction.run`` launches with the convention replicated here
+  (checked once, on its source: Triton 3.6 to 3.9 do); otherwise every launch
+  goes through the JIT;
+- real CUDA tensors (not under the interpreter, not fake tensors of
+  ``torch.compile`` tracing, which :func:`~peptide_losses.kernels.traceable.traceable`
+  handles);
+- ``PEPTIDE_LOSSES_LEAN_LAUNCH=0`` in the environment at import turns it off (benchmarks compare).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import torch
+
+from peptide_losses.kernels.traceable import traceable
+
+_LAUNCH_CALL = ("kernel.run(grid_0, grid_1, grid_2, stream, kernel.function, kernel.packed_metadata, "
+                "launch_metadata,")
+
+
+def _jit_launch_matches() -> bool:
+    """Whether this Triton's JIT launches as :meth:`LeanKernel._launch` does."""
+    try:
+        from triton.runtime.jit import JITFunction
+
+        source = " ".join(inspect.getsource(JITFunction.run).split())
+    except (ImportError, OSError, TypeError):
+        return False
+    return (_LAUNCH_CALL in source and "*bound_args.values())" in source
+            and "launch_metadata = kernel.launch_metadata(grid, stream, *bound_args.values())" in source)
+
+
+#: Whether launches may bypass the JIT (see the module docstring).
+ENABLED = (os.environ.get("PEPTIDE_LOSSES_LEAN_LAUNCH", "1") != "0"
+           and os.environ.get("TRITON_INTERPRET", "0") != "1" and _jit_launch_matches())
+if ENABLED:
+    from triton import knobs  # where the JIT takes the launch hooks from (profilers add theirs)
+def _arg_key(value):
+    if type(value) is int:
+        if value == 1:
+            return 1
+        kind = 2 if value & 15 == 0 else 3
+        if -(2**31) <= value < 2**31:
+            return kind
+        return kind + (4 if value < 2**63 else 8)
+    if isinstance(value, torch.Tensor):
+        return value.dtype, value.data_ptr() & 15 == 0
+    return type(value), value
+
+
+class LeanKernel:
+    """``LeanKernel(kernel)[grid](*args, **constexprs_and_options)``: as ``kernel[grid](...)``, launched
+    directly once this specialisation has been compiled (see the module docstring)."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+        self.compiled: dict = {}
+        self.names = getattr(kernel, "arg_names", None)
+
+    def __getitem__(self, grid):
+        return lambda *args, **meta: self.launch(grid, args, meta)
+
+    def launch(self, grid: tuple, args: tuple, meta: dict) -> None:
+        x = args[0]
+        if not ENABLED or type(x) is not torch.Tensor or not x.is_cuda:
+            traceable(self.kernel, x)[grid](*args, **meta)
+            return
+        device = torch.cuda.current_device()
+        key = (device, tuple(map(_arg_key, args)), tuple(meta.items()))
+        compiled = self.compiled.get(key)
+        if compiled is None:
+            compiled = self.kernel[grid](*args, **meta)
+            compiled = compiled.result() if hasattr(compiled, "result") else compiled
+            self.compiled[key] = compiled
+            return
+        self._launch(compiled, grid, device, (*args, *(meta[name] for name in self.names[len(args):])))
+
+    @staticmethod
+    def _launch(compiled, grid: tuple, device: int, bound: tuple) -> None:
+        stream = torch._C._cuda_getCurrentRawStream(device)
+        hooks = knobs.runtime
+        compiled.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream,
+                     compiled.function, compiled.packed_metadata, compiled.launch_metadata(grid, stream, *bound),
+                     hooks.launch_enter_hook, hooks.launch_exit_hook, *bound)

@@ -1,0 +1,91 @@
+"""A loss call's options, checked and converted once per distinct value.
+
+The functional entry points look options up here on every call (a dict lookup
+once seen); the modules look theirs up once, when built. Under torch.compile
+they are built afresh (constant-folded by the tracer, no global state).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+
+from .validation import check_options
+
+_PREPARED: dict = {}
+
+
+class SpectrumOptions(NamedTuple):
+    """Options of :func:`peptide_losses.spectrum_matching_loss`, checked, as the reference takes them."""
+
+    ion_types: tuple
+    charges: tuple
+    direction: str
+    distance: str
+    distance_scale: float | None
+    intensity_power: float
+    reduction: str
+
+    def loss_options(self) -> dict:
+        """Keyword options of the reference and the kernel launcher, without ``reduction``."""
+        return dict(ion_types=self.ion_types, charges=self.charges, direction=self.direction, distance=self.distance,
+                    distance_scale=self.distance_scale, intensity_power=self.intensity_power)
+
+    def operator_arguments(self) -> tuple:
+        """As the operator schema takes them (torch infers no str[]: ion types as one string)."""
+        return ("".join(self.ion_types), list(self.charges), self.direction, self.distance, self.distance_scale,
+                self.intensity_power)
+
+
+class PrecursorOptions(NamedTuple):
+    """Options of :func:`peptide_losses.precursor_mass_loss`, checked, as the reference takes them."""
+
+    scale: float
+    isotope_errors: tuple
+    reduction: str
+
+    def loss_options(self) -> dict:
+        return dict(scale=self.scale, isotope_errors=self.isotope_errors)
+
+    def operator_arguments(self) -> tuple:
+        return (self.scale, list(self.isotope_errors))
+
+
+def _build_spectrum(ion_types, charges, direction, distance, distance_scale, intensity_power, reduction):
+    # Checked before tuple(): a string "by" would otherwise become ("b", "y").
+    check_options(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
+                  distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction)
+    return SpectrumOptions(tuple(ion_types), tuple(int(z) for z in charges), direction, distance,
+                           None if distance_scale is None else float(distance_scale), float(intensity_power),
+                           reduction)
+
+
+def _build_precursor(scale, isotope_errors, reduction):
+    check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
+    return PrecursorOptions(float(scale), tuple(int(k) for k in isotope_errors), reduction)
+
+
+def _prepared(build: Callable, values: tuple):
+    if torch.compiler.is_compiling():
+        return build(*values)
+    key = (build, *values)
+    try:
+        found = _PREPARED.get(key)
+    except TypeError:  # an unhashable value (a list): checked and converted every time
+        return build(*values)
+    if found is None:
+        found = _PREPARED[key] = build(*values)
+    return found
+
+
+def spectrum_options(ion_types, charges, direction, distance, distance_scale, intensity_power,
+                     reduction) -> SpectrumOptions:
+    """The checked options (TypeError / ValueError naming a bad one)."""
+    return _prepared(_build_spectrum, (ion_types, charges, direction, distance, distance_scale, intensity_power,
+                                       reduction))
+
+
+def precursor_options(scale, isotope_errors, reduction) -> PrecursorOptions:
+    """The checked options (TypeError / ValueError naming a bad one)."""
+    return _prepared(_build_precursor, (scale, isotope_errors, reduction))

@@ -1,0 +1,79 @@
+"""The lean kernel launch (peptide_losses.kernels.launch): when it is used, and that it gives the JIT's results.
+
+The direct launch itself needs compiled kernels: the comparison runs on the GPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import triton
+from hypothesis import given
+from hypothesis import strategies as st
+
+import peptide_losses as pl
+from peptide_losses.kernels import launch
+from peptide_losses.synthetic import make_batch
+
+ON_CUDA = torch.cuda.is_available()
+
+
+def test_this_triton_launches_as_the_lean_path_does():
+    """Triton 3.6 to 3.9 launch with the convention the lean path replicates; it is off otherwise."""
+    major, minor = (int(part) for part in triton.__version__.split(".")[:2])
+    if (3, 6) <= (major, minor) <= (3, 9):
+        assert launch._jit_launch_matches()
+    if launch.ENABLED:
+        assert launch._jit_launch_matches()
+
+
+def _triton_class(value: int) -> tuple:
+    """What Triton specialises an integer argument on: == 1, divisible by 16, its integer type."""
+    width = "i32" if -(2**31) <= value < 2**31 else "u64" if value >= 2**63 else "i64"
+    return value == 1, value % 16 == 0, width
+
+
+INTEGERS = st.one_of(st.integers(-(2**64), 2**64), st.sampled_from([1, 0, 16, -16, 2**31 - 16, 2**31, 2**63, -(2**31)]))
+
+
+@given(INTEGERS, INTEGERS)
+def test_integer_keys_refine_tritons_specialisation(a, b):
+    """Equal keys only for integers Triton specialises alike, so one key never stands for two kernels."""
+    if launch._arg_key(a) == launch._arg_key(b):
+        assert _triton_class(a) == _triton_class(b)
+
+
+def test_tensor_keys_hold_dtype_and_alignment():
+    x = torch.zeros(8)
+    assert launch._arg_key(x) == (torch.float32, x.data_ptr() % 16 == 0)
+    assert launch._arg_key(x[1:]) == (torch.float32, False)
+
+
+@pytest.mark.skipif(not ON_CUDA, reason="the direct launch needs compiled kernels (a GPU)")
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_lean_launches_equal_jit_launches_bitwise(reduction, monkeypatch):
+    """Both losses, forward and backward, first launch (JIT) and later ones (direct), against the JIT."""
+    if not launch.ENABLED:
+        pytest.skip("this Triton's launch convention is not the lean path's")
+    data = make_batch(64, 12, 40, device="cuda", seed=3)
+    x = data.logits.requires_grad_()
+
+    def both():
+        spectrum = pl.spectrum_matching_loss(x, data.mz, data.intensity, masses=data.masses, mask=data.mask,
+                                             peak_mask=data.peak_mask, reduction=reduction, distance_scale=0.05)
+        precursor = pl.precursor_mass_loss(x, data.precursor_mz, data.charge, masses=data.masses,
+                                           mask=data.mask, reduction=reduction)
+        return spectrum, precursor, torch.autograd.grad((spectrum.sum(), precursor.sum()), x)[0]
+
+    lean = [both() for _ in range(3)]
+    monkeypatch.setattr(launch, "ENABLED", False)
+    jit = both()
+    for got in lean:
+        assert all(torch.equal(a, b) for a, b in zip(got, jit))
+    assert all(kernel.compiled for kernel in _kernels())  # the direct path was taken
+
+
+def _kernels():
+    from peptide_losses.kernels import common, precursor, spectrum
+
+    return (spectrum._SPECTRUM_FORWARD, precursor._PRECURSOR_FORWARD, common._MASS_BACKWARD)
