@@ -8,9 +8,9 @@ stays on chip, so no atomics are needed and results are bitwise reproducible.
 Forward, per spectrum:
 
 1. expected mass per position (softmax of the logits in float64, whatever
-   their dtype), masked prefix sums P accumulated in float64 and rounded to
-   the compute dtype (float32; float64 for float64 input), suffixes
-   S = P[L-1] - P, slot validity, as :func:`~peptide_losses.reference.fragment_mz`;
+   their dtype), masked prefix sums P and suffixes S = P[L-1] - P in float64,
+   each rounded once to the compute dtype (float32; float64 for float64
+   input), slot validity, as :func:`~peptide_losses.reference.fragment_mz`;
 2. series s = (ion type, charge) holds ``((X_l + offset) + z * proton) / z`` at
    slot l, X = P or S: an affine map of P or S, so ions are computed, never
    gathered; the observed search reads them from a (B, S, L) table (NaN at
@@ -235,10 +235,12 @@ def _spectrum_fwd_kernel(
     mass = _position_masses(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, local, s1, l, active, L,
                             x_numel, V, ALIGN, X_CONTIGUOUS, FROM_LOGITS, tl.float64, 1, BLOCK_W)
     m = tl.where(active, mass, 0.0)
-    # Accumulated in float64 like torch's CPU cumsum (float32 prefix sums of residue masses
-    # then match it bitwise); torch's CUDA float32 scan differs from both by rounding only.
-    prefix = tl.cumsum(m, axis=0).to(COMPUTE)
-    suffix = tl.sum(tl.where(l == L - 1, prefix, 0.0), axis=0) - prefix
+    # Sums and the suffix's subtraction in float64, each rounded once, as the reference:
+    # S = total - P in float32 would put small y ions of a long peptide ~1e-4 Da off.
+    exact_prefix = tl.cumsum(m, axis=0)
+    exact_total = tl.sum(tl.where(l == L - 1, exact_prefix, 0.0), axis=0)
+    prefix = exact_prefix.to(COMPUTE)
+    suffix = (exact_total - exact_prefix).to(COMPUTE)
     n_active = tl.sum(active.to(tl.int32), axis=0)
     slot_ok = active & (n_active - tl.cumsum(active.to(tl.int32), axis=0) > 0)
     n_slots = tl.sum(slot_ok.to(tl.int32), axis=0)

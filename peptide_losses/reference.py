@@ -72,7 +72,8 @@ def fragment_mz(
 
     The peptide is the sequence of unmasked positions. Slot ``l`` of every
     series is the cleavage after position ``l``: prefix ions (a, b, c) hold
-    ``P_l = sum_{l' <= l} mask * m``, suffix ions (x, y, z) hold ``S_l = total - P_l``.
+    ``P_l = sum_{l' <= l} mask * m``, suffix ions (x, y, z) hold ``S_l = total - P_l``,
+    both summed and subtracted in float64 and rounded once to the compute dtype.
     A slot is valid when position ``l`` is unmasked and some unmasked position
     follows it, so an n-residue peptide has fragments k = 1..n-1 of each series.
     Neutral fragment = sum + ``ION_OFFSETS[type]``; m/z = (neutral + z * proton) / z.
@@ -88,9 +89,13 @@ def fragment_mz(
         ion ``j = (type_index * len(charges) + charge_index) * L + l``.
     """
     dtype = compute_dtype(residue_masses)
-    m = torch.where(mask, residue_masses.to(dtype), 0)
-    prefix = torch.cumsum(m, dim=-1)
-    suffix = prefix[:, -1:] - prefix
+    # Sums and the suffix's subtraction in float64, then rounded once: S_l = total - P_l is a
+    # difference of two sums of thousands of Da, and in float32 the small suffix ions of a
+    # long peptide would carry the total's rounding (~1e-4 Da, several ppm of y1).
+    m = torch.where(mask, residue_masses.to(torch.float64), 0)
+    exact_prefix = torch.cumsum(m, dim=-1)
+    prefix = exact_prefix.to(dtype)
+    suffix = (exact_prefix[:, -1:] - exact_prefix).to(dtype)
     count = mask.to(torch.int32)
     after = count.sum(-1, keepdim=True) - torch.cumsum(count, dim=-1)
     slot_valid = mask & (after > 0)
