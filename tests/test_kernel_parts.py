@@ -10,14 +10,13 @@ import math
 
 import pytest
 import torch
+from helpers import DEVICE, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peptide_losses import reference
 from peptide_losses.kernels.common import MAX_SPECTRUM_TILE, row_config, window
 from peptide_losses.kernels.reduction import reduce_spectra
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @given(vocab=st.integers(1, 300), element_size=st.sampled_from((1, 2, 4, 8)), contiguous=st.booleans())
@@ -40,7 +39,7 @@ def test_row_config_refuses_oversized_spectra():
         row_config(4, MAX_SPECTRUM_TILE, 2)
 
 
-@settings(deadline=None, max_examples=30)
+@settings(max_examples=examples(30))
 @given(
     batch=st.sampled_from((0, 1, 2, 37, 1000, 20000)),
     dtype=st.sampled_from((torch.float32, torch.float64)),
