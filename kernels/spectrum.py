@@ -140,7 +140,7 @@ def _distance(o, t, PPM: tl.constexpr):
     """|o - t| in Da, or in ppm of max(t, 1)."""
     d = tl.abs(o - t)
     if PPM:
-        d = d / tl.maximum(t, 1.0) * 1e6
+        d = _div(d, tl.maximum(t, 1.0)) * 1e6
     return d
 
 
@@ -342,6 +342,13 @@ def _spectrum_fwd_kernel(
         tl.store(grad_mass_ptr + b * L + l, tl.where(active, grad_mass, 0.0), mask=l < L)
 
 
+def reciprocal_division(device: torch.device) -> bool:
+    """Whether torch divides a tensor by a Python number on ``device`` as a multiplication by the
+    rounded reciprocal (CUDA does, the CPU divides): the kernel's ``RECIPROCAL``, so that its
+    fragment m/z equal the reference's bitwise on that device. Tests swap it to run the other rule."""
+    return device.type == "cuda"
+
+
 def pack_series(ion_types: Sequence[str], charges: Sequence[int]) -> tuple[int, int]:
     """The (types_code, charges_code) integers the kernel decodes series from."""
     if len(charges) > MAX_CHARGES or max(charges) > MAX_CHARGE:
@@ -431,7 +438,8 @@ def spectrum_forward(
             types_code, charges_code, len(charges), n_series,
             OBSERVED=observed, THEORETICAL=theoretical, PPM=distance == "ppm",
             TAU=0.0 if distance_scale is None else float(distance_scale), POWER=float(intensity_power),
-            FROM_LOGITS=masses is not None, NEED_GRAD=need_grad, COMPUTE=compute_dtype(x), RECIPROCAL=x.is_cuda,
+            FROM_LOGITS=masses is not None, NEED_GRAD=need_grad, COMPUTE=compute_dtype(x),
+            RECIPROCAL=reciprocal_division(x.device),
             V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(), num_warps=num_warps, **cfg,
         )
     return rows, grad_mass
