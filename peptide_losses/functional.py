@@ -14,6 +14,7 @@ import torch
 
 from . import reference
 from .backend import resolve_backend
+from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS, resolve_distance_scale
 from .validation import (
     as_bool_mask,
     check_float,
@@ -58,9 +59,13 @@ def _prediction(logits, masses, residue_masses, mask, checks):
         checks.append(("residue_masses contain NaN or inf", lambda: not_finite(residue_masses)))
         batch, length = residue_masses.shape
         device = residue_masses.device
-    mask = as_bool_mask("mask", mask, (batch, length), device)
+    mask = as_bool_mask("mask", mask, (batch, length), device, checks)
     check_same_device(prediction=torch.empty(0, device=device), mask=mask)
     return batch, length, mask, masses
+
+
+def _float_or_none(value):
+    return None if value is None else float(value)
 
 
 def _residue_masses(logits, masses, residue_masses):
@@ -76,13 +81,13 @@ def spectrum_matching_loss(
     mask: torch.Tensor | None = None,
     peak_mask: torch.Tensor | None = None,
     residue_masses: torch.Tensor | None = None,
-    ion_types: Sequence[str] = ("b", "y"),
-    charges: Sequence[int] = (1, 2),
-    direction: str = "observed",
-    distance: str = "da",
-    distance_scale: float | None = None,
-    intensity_power: float = 1.0,
-    reduction: str = "mean",
+    ion_types: Sequence[str] = SPECTRUM_DEFAULTS.ion_types,
+    charges: Sequence[int] = SPECTRUM_DEFAULTS.charges,
+    direction: str = SPECTRUM_DEFAULTS.direction,
+    distance: str = SPECTRUM_DEFAULTS.distance,
+    distance_scale: float | str | None = SPECTRUM_DEFAULTS.distance_scale,
+    intensity_power: float = SPECTRUM_DEFAULTS.intensity_power,
+    reduction: str = SPECTRUM_DEFAULTS.reduction,
     backend: str = "auto",
     check_values: bool = True,
 ) -> torch.Tensor:
@@ -105,8 +110,10 @@ def spectrum_matching_loss(
         direction: ``"observed"`` (each peak to its nearest ion),
             ``"theoretical"`` (each ion to its nearest peak) or ``"both"``.
         distance: ``"da"`` (Da) or ``"ppm"`` (relative to the ion's m/z).
-        distance_scale: None, or tau (same unit as ``distance``): each nearest
-            distance d becomes ``tau * log1p(d / tau)``.
+        distance_scale: tau (same unit as ``distance``): each nearest distance
+            d becomes ``tau * log1p(d / tau)``; ``"auto"`` (default) is 0.005 Da
+            or 5 ppm (``reference.AUTO_DISTANCE_SCALE``, the best separation of
+            true peptides from decoys on real spectra); None keeps plain distances.
         intensity_power: peak weight = intensity ** intensity_power.
         reduction: ``"mean"`` over spectra that count, ``"sum"`` or ``"none"`` (B,).
         backend: ``"auto"``, ``"triton"`` or ``"reference"``.
@@ -122,7 +129,7 @@ def spectrum_matching_loss(
     check_shape("mz", mz, (batch, n_peaks), "(B, N)")
     check_float("intensity", intensity, 2)
     check_shape("intensity", intensity, (batch, n_peaks), "(B, N)")
-    peak_mask = as_bool_mask("peak_mask", peak_mask, (batch, n_peaks), mz.device)
+    peak_mask = as_bool_mask("peak_mask", peak_mask, (batch, n_peaks), mz.device, checks)
     check_same_device(prediction=mask, mz=mz, intensity=intensity, peak_mask=peak_mask)
     check_options(
         ion_types=ion_types, charges=charges, direction=direction, distance=distance,
@@ -137,7 +144,7 @@ def spectrum_matching_loss(
         raise_on_bad_values(value_checks)
     options = dict(
         ion_types=tuple(ion_types), charges=tuple(int(z) for z in charges), direction=direction,
-        distance=distance, distance_scale=None if distance_scale is None else float(distance_scale),
+        distance=distance, distance_scale=_float_or_none(resolve_distance_scale(distance, distance_scale)),
         intensity_power=float(intensity_power), reduction=reduction,
     )
     if resolve_backend(backend, mask.device) == "triton":
@@ -175,9 +182,9 @@ def precursor_mass_loss(
     masses: torch.Tensor | Vocabulary | None = None,
     mask: torch.Tensor | None = None,
     residue_masses: torch.Tensor | None = None,
-    scale: float = 100.0,
-    isotope_errors: Sequence[int] = (0,),
-    reduction: str = "mean",
+    scale: float = PRECURSOR_DEFAULTS.scale,
+    isotope_errors: Sequence[int] = PRECURSOR_DEFAULTS.isotope_errors,
+    reduction: str = PRECURSOR_DEFAULTS.reduction,
     backend: str = "auto",
     check_values: bool = True,
 ) -> torch.Tensor:
@@ -223,7 +230,7 @@ def precursor_ppm(
     masses: torch.Tensor | Vocabulary | None = None,
     mask: torch.Tensor | None = None,
     residue_masses: torch.Tensor | None = None,
-    isotope_errors: Sequence[int] = (0,),
+    isotope_errors: Sequence[int] = PRECURSOR_DEFAULTS.isotope_errors,
     check_values: bool = True,
 ) -> torch.Tensor:
     """Absolute precursor error (B,) in ppm, for monitoring (no gradient).

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmarks.discrimination import load_real_spectra, make_decoys, match_losses, residue_alphabet, win_rate
+from benchmarks.discrimination import (PPM_PER_DA, TAUS_DA, load_real_spectra, make_decoys, match_losses,
+                                      residue_alphabet, win_rate)
 from peptide_losses import Vocabulary, reference
 from peptide_losses.constants import PROTON
 
@@ -45,6 +46,21 @@ def test_log_scaled_distance_wins_clearly_over_plain_da(real, kind, floor):
     assert 0.6 < plain < 0.92
     assert tau >= floor and tau_ppm >= floor
     assert tau - plain >= 0.1
+
+
+@pytest.mark.parametrize("kind", ["shuffled", "substitution", "random"])
+@pytest.mark.parametrize("distance", ["da", "ppm"])
+def test_the_default_distance_scale_is_the_best_of_the_benchmarks_taus(real, kind, distance):
+    """The package default (distance_scale="auto") separates true peptides from decoys at least as well
+    as every other tau the benchmark tries, in both units (observed direction)."""
+    spectra, peptides, vocabulary = real
+    decoys = make_decoys(peptides, vocabulary, kind, per_peptide=5, seed=0)
+    default = win_rate(spectra, peptides, decoys, vocabulary, direction="observed", distance=distance)
+    unit = 1.0 if distance == "da" else PPM_PER_DA
+    others = [win_rate(spectra, peptides, decoys, vocabulary, direction="observed", distance=distance,
+                       distance_scale=tau * unit) for tau in TAUS_DA]
+    pairs = sum(map(len, decoys))
+    assert default >= max(others) - 2 / pairs, (default, others)  # within two decoy pairs of the best
 
 
 # ------------------------------------------------------------------ simulated spectra

@@ -273,7 +273,8 @@ def test_tie_between_ions_goes_to_the_lowest_ion_index():
     assert ions[1] - ions[0] == 1.0
     peak = (ions[0] + 0.5).reshape(1, 1)
     one = torch.ones(1, 1, dtype=torch.float64)
-    loss = reference.spectrum_matching_loss(x, mask, peak, one, one > 0, ion_types=("b",), charges=(1,))
+    loss = reference.spectrum_matching_loss(x, mask, peak, one, one > 0, ion_types=("b",), charges=(1,),
+                                            distance_scale=None)
     (grad,) = torch.autograd.grad(loss, x)
     assert loss.item() == 0.5
     assert grad.tolist() == [[-1.0, 0.0, 0.0]]  # d |o - b1| / d m: b1 was chosen, not b2
@@ -285,7 +286,7 @@ def test_tie_between_peaks_goes_to_the_lowest_peak_index():
         peaks = (ions[0] + order.double()).reshape(1, 2)
         ones = torch.ones(1, 2, dtype=torch.float64)
         loss = reference.spectrum_matching_loss(x, mask, peaks, ones, ones > 0, ion_types=("b",),
-                                                charges=(1,), direction="theoretical")
+                                                charges=(1,), direction="theoretical", distance_scale=None)
         (grad,) = torch.autograd.grad(loss, x)
         assert loss.item() == 0.5 and grad.tolist() == [[sign, 0.0]]
 
