@@ -1,9 +1,11 @@
 """The fused precursor mass loss as the custom operators ``peptide_losses::precursor_mass_loss_*``.
 
 Forward keeps only per-spectrum scalars (dloss/dM, shape (B,)) for backward,
-which recomputes the softmax from the logits. The reduction is plain torch on
-the device (no host sync), shared with the reference. How the operators are
-registered (and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
+which recomputes the softmax from the logits. The reduction over spectra runs on
+the device (no host sync): in eager calls one kernel
+(:mod:`peptide_losses.kernels.reduction`) inside the loss's autograd.Function,
+under torch.compile the reference's torch ops. How the operators are registered
+(and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The fused spectrum matching loss as the custom operators ``peptide_losses::spectrum_matching_loss_*``.
 
 Forward keeps only d loss_b / d m_l, shape (B, L), for backward, which
-recomputes the softmax from the logits. The reduction is plain torch on the
-device (no host sync), shared with the reference. How the operators are
-registered (and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
+recomputes the softmax from the logits. The reduction over spectra runs on the
+device (no host sync): in eager calls one kernel
+(:mod:`peptide_losses.kernels.reduction`) inside the loss's autograd.Function,
+under torch.compile the reference's torch ops. How the operators are registered
+(and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
 """
 
 from __future__ import annotations
