@@ -30,7 +30,8 @@ whose float64 reading is the exact input; u = 2^-24, the unit roundoff of float3
 - **Gradient w.r.t. logits.** The backward writes ``c_l p (m - E)`` in float32:
   per position, the mass gradient's bound times ``||p (m - E)||``, plus
   ``|c_l| (V + 8) u (||p (m - E)|| + ||p m|| + E ||p||)`` for the rounding of
-  p, m and E, plus half an ulp of the logits' dtype (the gradient's rounding).
+  p, m and E, plus one ulp of the logits' dtype (the gradient's rounding; the
+  Triton interpreter's bf16 conversion is not always round-to-nearest).
 """
 
 from __future__ import annotations
@@ -97,14 +98,18 @@ def nearest_ions(exact_masses: torch.Tensor, mask: torch.Tensor, mz: torch.Tenso
 
 def near_peaks(ions: torch.Tensor, valid: torch.Tensor, mz: torch.Tensor, fraction: float,
                gen: torch.Generator) -> torch.Tensor:
-    """``mz`` (float32) with about ``fraction`` of its peaks moved to within NEAR Da of a random valid exact ion."""
+    """``mz`` (float32) with about ``fraction`` of its peaks (in spectra with an ion) moved to within
+    NEAR Da of a random valid exact ion."""
     batch, n_peaks = mz.shape
     if not (ions.shape[1] and n_peaks):
         return mz
-    pick = torch.randint(0, ions.shape[1], (batch, n_peaks), generator=gen).to(ions.device)
+    weights = valid.double().cpu()
+    has_ion = weights.sum(-1) > 0
+    pick = torch.multinomial(torch.where(has_ion[:, None], weights, 1.0), n_peaks, replacement=True, generator=gen)
     offset = NEAR * (2 * torch.rand(batch, n_peaks, generator=gen, dtype=torch.float64) - 1)
-    chosen = (torch.rand(batch, n_peaks, generator=gen) < fraction).to(ions.device) & valid.gather(1, pick)
-    return torch.where(chosen, (ions.gather(1, pick) + offset.to(ions.device)).float(), mz)
+    chosen = (torch.rand(batch, n_peaks, generator=gen) < fraction) & has_ion[:, None]
+    moved = ions.gather(1, pick.to(ions.device)) + offset.to(ions.device)
+    return torch.where(chosen.to(mz.device), moved.float(), mz)
 
 
 def _weights(intensity: torch.Tensor, peak_mask: torch.Tensor, power: float) -> torch.Tensor:
@@ -156,5 +161,5 @@ def logits_gradient_bound(logits: torch.Tensor, masses: torch.Tensor, mask: torc
     q_norm = q.norm(dim=-1)
     rounding = (vocab + 8) * U * (q_norm + (p * m).norm(dim=-1) + expected.abs() * p.norm(dim=-1))
     exact = mass_gradient.double().abs()
-    row = mass_bound * q_norm + exact * rounding + torch.finfo(logits.dtype).eps / 2 * exact * q_norm
+    row = mass_bound * q_norm + exact * rounding + torch.finfo(logits.dtype).eps * exact * q_norm
     return torch.where(mask, row, 0).norm(dim=-1)
