@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from os import PathLike
 
-from pyteomics.auxiliary import ChargeList, PyteomicsError
-
 
 class MGFFormatError(ValueError):
     """A malformed MGF file; the message names the file, the spectrum (0-based index and TITLE) and,
@@ -68,6 +66,9 @@ def _number(text: str) -> bool:
 
 
 def _charge(text: str) -> bool:
+    # pyteomics is imported where a file is read, as in spectra.read_mgf (importing the package needs none).
+    from pyteomics.auxiliary import ChargeList, PyteomicsError
+
     try:
         ChargeList(text)
     except (PyteomicsError, ValueError):
