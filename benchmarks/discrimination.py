@@ -33,7 +33,7 @@ from peptide_losses.spectra import read_mgf
 
 DECOY_KINDS = ("shuffled", "substitution", "random")
 #: distance_scale values tried, in Da.
-TAUS_DA = (0.005, 0.01, 0.02, 0.05, 0.1)
+TAUS_DA = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 #: Da -> ppm at a typical fragment m/z of 1000, so that 0.02 Da pairs with 20 ppm.
 PPM_PER_DA = 1e6 / 1000.0
 #: A substitute within this many Da of the original residue (I/L, N[Deamidated]/D,

@@ -52,7 +52,8 @@ def applies(impl: str, case: Case) -> bool:
 
 
 def _spectrum_options(case: Case) -> dict:
-    return dict(ion_types=case.ion_types, charges=case.charges)
+    # Plain Da (no distance_scale), as every recorded run: the results stay comparable.
+    return dict(ion_types=case.ion_types, charges=case.charges, distance_scale=None)
 
 
 def _on_batch(case: Case, fn) -> LossFn:

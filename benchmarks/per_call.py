@@ -38,7 +38,7 @@ from .environment import describe, device_name, slug
 from .grid import Case, precursor_case, spectrum_case
 from .implementations import reference_loss
 from .measure import input_sets
-from .run import _interpreter_if_cpu
+from .run import interpreter_if_cpu
 from .timing import L2Flush, TimingSettings, capture_graph, host_floor_ms, time_step
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> Path:
     environment = describe(device)
     floor_ms = host_floor_ms(device, settings)
     print(json.dumps(dict(environment=environment, host_floor_ms=floor_ms, lean_launch=launch.ENABLED)), flush=True)
-    with _interpreter_if_cpu(device):
+    with interpreter_if_cpu(device):
         rows = [row for case in CASES[device.type] for row in measure_case(case, device, settings, flush)]
         rows.append(train_step_without_sync(device, settings,
                                             args.train_batch or (256 if device.type == "cuda" else 8)))

@@ -185,7 +185,7 @@ class Session:
 
 
 @contextlib.contextmanager
-def _interpreter_if_cpu(device: torch.device):
+def interpreter_if_cpu(device: torch.device):
     """``TRITON_INTERPRET=1`` (unless set) while measuring on the CPU, restored after:
     Triton kernels on CPU tensors need the interpreter, and a caller in a GPU
     process (the tests) must get compiled kernels back."""
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        with _interpreter_if_cpu(args.device):
+        with interpreter_if_cpu(args.device):
             session = Session(args)
             session.run(plan(args))
     finally:

@@ -8,9 +8,9 @@ stays on chip, so no atomics are needed and results are bitwise reproducible.
 Forward, per spectrum:
 
 1. expected mass per position (softmax of the logits in float64, whatever
-   their dtype), masked prefix sums P accumulated in float64 and rounded to
-   the compute dtype (float32; float64 for float64 input), suffixes
-   S = P[L-1] - P, slot validity, as :func:`~peptide_losses.reference.fragment_mz`;
+   their dtype), masked prefix sums P and suffixes S = P[L-1] - P in float64,
+   each rounded once to the compute dtype (float32; float64 for float64
+   input), slot validity, as :func:`~peptide_losses.reference.fragment_mz`;
 2. series s = (ion type, charge) holds ``((X_l + offset) + z * proton) / z`` at
    slot l, X = P or S: an affine map of P or S, so ions are computed, never
    gathered; the observed search reads them from a (B, S, L) table (NaN at
@@ -143,7 +143,7 @@ def _distance(o, t, PPM: tl.constexpr):
     """|o - t| in Da, or in ppm of max(t, 1)."""
     d = tl.abs(o - t)
     if PPM:
-        d = d / tl.maximum(t, 1.0) * 1e6
+        d = _div(d, tl.maximum(t, 1.0)) * 1e6
     return d
 
 
@@ -239,10 +239,12 @@ def _spectrum_fwd_kernel(
                             x_numel, V, ALIGN, X_CONTIGUOUS, FROM_LOGITS, tl.float64, 1, BLOCK_W)
     m = tl.where(active, mass, 0.0)
     bad = tl.max((active & ~_finite(mass)).to(tl.int32), axis=0) > 0  # kernels/validity.py
-    # Accumulated in float64 like torch's CPU cumsum (float32 prefix sums of residue masses
-    # then match it bitwise); torch's CUDA float32 scan differs from both by rounding only.
-    prefix = tl.cumsum(m, axis=0).to(COMPUTE)
-    suffix = tl.sum(tl.where(l == L - 1, prefix, 0.0), axis=0) - prefix
+    # Sums and the suffix's subtraction in float64, each rounded once, as the reference:
+    # S = total - P in float32 would put small y ions of a long peptide ~1e-4 Da off.
+    exact_prefix = tl.cumsum(m, axis=0)
+    exact_total = tl.sum(tl.where(l == L - 1, exact_prefix, 0.0), axis=0)
+    prefix = exact_prefix.to(COMPUTE)
+    suffix = (exact_total - exact_prefix).to(COMPUTE)
     n_active = tl.sum(active.to(tl.int32), axis=0)
     slot_ok = active & (n_active - tl.cumsum(active.to(tl.int32), axis=0) > 0)
     n_slots = tl.sum(slot_ok.to(tl.int32), axis=0)
@@ -350,6 +352,13 @@ def _spectrum_fwd_kernel(
         _reduce_rows(out_ptr, out_ptr + B, out_ptr + 2 * B, counter_ptr, B, REDUCE == 2)
 
 
+def reciprocal_division(device: torch.device) -> bool:
+    """Whether torch divides a tensor by a Python number on ``device`` as a multiplication by the
+    rounded reciprocal (CUDA does, the CPU divides): the kernel's ``RECIPROCAL``, so that its
+    fragment m/z equal the reference's bitwise on that device. Tests swap it to run the other rule."""
+    return device.type == "cuda"
+
+
 def pack_series(ion_types: Sequence[str], charges: Sequence[int]) -> tuple[int, int]:
     """The (types_code, charges_code) integers the kernel decodes series from."""
     if len(charges) > MAX_CHARGES or max(charges) > MAX_CHARGE:
@@ -449,8 +458,8 @@ def spectrum_forward(
             types_code, charges_code, len(charges), n_series,
             OBSERVED=observed, THEORETICAL=theoretical, PPM=distance == "ppm",
             TAU=0.0 if distance_scale is None else float(distance_scale), POWER=float(intensity_power),
-            FROM_LOGITS=masses is not None, NEED_GRAD=need_grad, COMPUTE=compute_dtype(x), RECIPROCAL=x.is_cuda,
-            REDUCE=reduce, V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(), **cfg,
+            FROM_LOGITS=masses is not None, NEED_GRAD=need_grad, COMPUTE=compute_dtype(x),
+            RECIPROCAL=reciprocal_division(x.device), REDUCE=reduce, V=vocab or 1, X_CONTIGUOUS=x.is_contiguous(), **cfg,
         )
     elif reduce:
         reduce_nothing(rows)

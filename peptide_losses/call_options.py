@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from .reference import resolve_distance_scale
 from .validation import check_options
 
 _PREPARED: dict = {}
@@ -56,9 +57,9 @@ def _build_spectrum(ion_types, charges, direction, distance, distance_scale, int
     # Checked before tuple(): a string "by" would otherwise become ("b", "y").
     check_options(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
                   distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction)
+    tau = resolve_distance_scale(distance, distance_scale)
     return SpectrumOptions(tuple(ion_types), tuple(int(z) for z in charges), direction, distance,
-                           None if distance_scale is None else float(distance_scale), float(intensity_power),
-                           reduction)
+                           None if tau is None else float(tau), float(intensity_power), reduction)
 
 
 def _build_precursor(scale, isotope_errors, reduction):

@@ -29,7 +29,5 @@ ION_OFFSETS = {
     "y": H2O,
     "z": H2O - NH3,
 }
-#: Ion series built from prefix sums (N-terminal fragments).
+#: Ion series built from prefix sums (N-terminal fragments); x, y, z are built from suffix sums.
 PREFIX_IONS = frozenset("abc")
-#: Ion series built from suffix sums (C-terminal fragments).
-SUFFIX_IONS = frozenset("xyz")

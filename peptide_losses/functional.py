@@ -20,6 +20,7 @@ import torch
 from . import bad_values, reference
 from .backend import resolve_backend
 from .call_options import precursor_options, spectrum_options
+from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS
 from .validation import (
     as_bool_mask,
     check_float,
@@ -41,10 +42,11 @@ def _position_checks(logits, masses, residue_masses, mask) -> list:
              lambda: bad_values.bad_positions(reference.expected_residue_masses(logits, masses), mask))]
 
 
-def _prediction(logits, masses, residue_masses, mask):
+def _prediction(logits, masses, residue_masses, mask, checks: list):
     """Validate the predicted side; return (B, L, bool mask, masses).
 
     Exactly one of ``logits`` (with ``masses``) and ``residue_masses`` is given.
+    An integer mask's 0/1 check is appended to ``checks`` (value checks, one sync).
     """
     if (logits is None) == (residue_masses is None):
         raise ValueError("pass exactly one of logits (B, L, V) and residue_masses (B, L)")
@@ -70,7 +72,7 @@ def _prediction(logits, masses, residue_masses, mask):
         check_float("residue_masses", residue_masses, 2)
         batch, length = residue_masses.shape
         device = residue_masses.device
-    mask = as_bool_mask("mask", mask, (batch, length), device)
+    mask = as_bool_mask("mask", mask, (batch, length), device, checks)
     if mask.device != device:
         check_same_device(prediction=torch.empty(0, device=device), mask=mask)
     return batch, length, mask, masses
@@ -89,13 +91,13 @@ def spectrum_matching_loss(
     mask: torch.Tensor | None = None,
     peak_mask: torch.Tensor | None = None,
     residue_masses: torch.Tensor | None = None,
-    ion_types: Sequence[str] = ("b", "y"),
-    charges: Sequence[int] = (1, 2),
-    direction: str = "observed",
-    distance: str = "da",
-    distance_scale: float | None = None,
-    intensity_power: float = 1.0,
-    reduction: str = "mean",
+    ion_types: Sequence[str] = SPECTRUM_DEFAULTS.ion_types,
+    charges: Sequence[int] = SPECTRUM_DEFAULTS.charges,
+    direction: str = SPECTRUM_DEFAULTS.direction,
+    distance: str = SPECTRUM_DEFAULTS.distance,
+    distance_scale: float | str | None = SPECTRUM_DEFAULTS.distance_scale,
+    intensity_power: float = SPECTRUM_DEFAULTS.intensity_power,
+    reduction: str = SPECTRUM_DEFAULTS.reduction,
     backend: str = "auto",
     check_values: bool = False,
 ) -> torch.Tensor:
@@ -118,8 +120,10 @@ def spectrum_matching_loss(
         direction: ``"observed"`` (each peak to its nearest ion),
             ``"theoretical"`` (each ion to its nearest peak) or ``"both"``.
         distance: ``"da"`` (Da) or ``"ppm"`` (relative to the ion's m/z).
-        distance_scale: None, or tau (same unit as ``distance``): each nearest
-            distance d becomes ``tau * log1p(d / tau)``.
+        distance_scale: tau (same unit as ``distance``): each nearest distance
+            d becomes ``tau * log1p(d / tau)``; ``"auto"`` (default) is 0.005 Da
+            or 5 ppm (``reference.AUTO_DISTANCE_SCALE``, the best separation of
+            true peptides from decoys on real spectra); None keeps plain distances.
         intensity_power: peak weight = intensity ** intensity_power.
         reduction: ``"mean"`` over spectra that count, ``"sum"`` or ``"none"`` (B,).
         backend: ``"auto"``, ``"triton"`` or ``"reference"``.
@@ -135,20 +139,21 @@ def spectrum_matching_loss(
         so is the mean or sum, and the gradient at that spectrum's unmasked
         positions.
     """
-    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask)
+    checks: list = []
+    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
     check_float("mz", mz, 2, mz=True)
     n_peaks = mz.shape[1]
     check_shape("mz", mz, (batch, n_peaks), "(B, N)")
     check_float("intensity", intensity, 2)
     check_shape("intensity", intensity, (batch, n_peaks), "(B, N)")
-    peak_mask = as_bool_mask("peak_mask", peak_mask, (batch, n_peaks), mz.device)
+    peak_mask = as_bool_mask("peak_mask", peak_mask, (batch, n_peaks), mz.device, checks)
     device = mask.device
     if not (mz.device == intensity.device == peak_mask.device == device):
         check_same_device(prediction=mask, mz=mz, intensity=intensity, peak_mask=peak_mask)
     options = spectrum_options(ion_types, charges, direction, distance, distance_scale, intensity_power, reduction)
     if value_checks_enabled(check_values):
         dtype = reference.compute_dtype(logits if logits is not None else residue_masses)
-        raise_on_bad_values(_position_checks(logits, masses, residue_masses, mask) + [
+        raise_on_bad_values(checks + _position_checks(logits, masses, residue_masses, mask) + [
             ("mz must be finite and > 0 at peak_mask positions",
              lambda: bad_values.bad_peak_mz(mz.to(dtype), peak_mask)),
             ("intensity must be finite and >= 0 at peak_mask positions",
@@ -166,7 +171,8 @@ def spectrum_matching_loss(
 
 def _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge, check):
     """Shared validation of the precursor entry points; returns (mask, masses)."""
-    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask)
+    checks: list = []
+    batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
     check_float("precursor_mz", precursor_mz, 1, mz=True)
     check_shape("precursor_mz", precursor_mz, (batch,), "(B,)")
     if not isinstance(charge, torch.Tensor) or charge.dtype.is_floating_point or charge.dtype == torch.bool:
@@ -176,7 +182,7 @@ def _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge
         check_same_device(prediction=mask, precursor_mz=precursor_mz, charge=charge)
     if value_checks_enabled(check):
         dtype = reference.compute_dtype(logits if logits is not None else residue_masses)
-        raise_on_bad_values(_position_checks(logits, masses, residue_masses, mask) + [
+        raise_on_bad_values(checks + _position_checks(logits, masses, residue_masses, mask) + [
             ("precursor_mz must be finite and > 0", lambda: bad_values.bad_precursor_mz(precursor_mz.to(dtype))),
             ("charge must be >= 1", lambda: bad_values.bad_charge(charge)),
         ])
@@ -191,9 +197,9 @@ def precursor_mass_loss(
     masses: torch.Tensor | Vocabulary | None = None,
     mask: torch.Tensor | None = None,
     residue_masses: torch.Tensor | None = None,
-    scale: float = 100.0,
-    isotope_errors: Sequence[int] = (0,),
-    reduction: str = "mean",
+    scale: float = PRECURSOR_DEFAULTS.scale,
+    isotope_errors: Sequence[int] = PRECURSOR_DEFAULTS.isotope_errors,
+    reduction: str = PRECURSOR_DEFAULTS.reduction,
     backend: str = "auto",
     check_values: bool = False,
 ) -> torch.Tensor:
@@ -245,7 +251,7 @@ def precursor_ppm(
     masses: torch.Tensor | Vocabulary | None = None,
     mask: torch.Tensor | None = None,
     residue_masses: torch.Tensor | None = None,
-    isotope_errors: Sequence[int] = (0,),
+    isotope_errors: Sequence[int] = PRECURSOR_DEFAULTS.isotope_errors,
     check_values: bool = False,
 ) -> torch.Tensor:
     """Absolute precursor error (B,) in ppm, for monitoring (no gradient); NaN where a value is bad.
@@ -254,7 +260,7 @@ def precursor_ppm(
     :func:`peptide_losses.reference.precursor_ppm`.
     """
     mask, masses = _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge, check_values)
-    options = precursor_options(100.0, isotope_errors, "none")
+    options = precursor_options(PRECURSOR_DEFAULTS.scale, isotope_errors, "none")
     return reference.precursor_ppm(
         _residue_masses(logits, masses, residue_masses), mask, precursor_mz, charge,
         isotope_errors=options.isotope_errors,

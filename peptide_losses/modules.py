@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from . import functional
+from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS
 from .validation import check_options
 from .vocabulary import Vocabulary
 
@@ -71,13 +72,13 @@ class SpectrumMatchingLoss(_VocabularyLoss):
         self,
         vocabulary: Vocabulary | torch.Tensor,
         *,
-        ion_types: Sequence[str] = ("b", "y"),
-        charges: Sequence[int] = (1, 2),
-        direction: str = "observed",
-        distance: str = "da",
-        distance_scale: float | None = None,
-        intensity_power: float = 1.0,
-        reduction: str = "mean",
+        ion_types: Sequence[str] = SPECTRUM_DEFAULTS.ion_types,
+        charges: Sequence[int] = SPECTRUM_DEFAULTS.charges,
+        direction: str = SPECTRUM_DEFAULTS.direction,
+        distance: str = SPECTRUM_DEFAULTS.distance,
+        distance_scale: float | str | None = SPECTRUM_DEFAULTS.distance_scale,
+        intensity_power: float = SPECTRUM_DEFAULTS.intensity_power,
+        reduction: str = SPECTRUM_DEFAULTS.reduction,
         backend: str = "auto",
         check_values: bool = False,
         tokens: Sequence[str | None] | None = None,
@@ -111,9 +112,9 @@ class PrecursorMassLoss(_VocabularyLoss):
         self,
         vocabulary: Vocabulary | torch.Tensor,
         *,
-        scale: float = 100.0,
-        isotope_errors: Sequence[int] = (0,),
-        reduction: str = "mean",
+        scale: float = PRECURSOR_DEFAULTS.scale,
+        isotope_errors: Sequence[int] = PRECURSOR_DEFAULTS.isotope_errors,
+        reduction: str = PRECURSOR_DEFAULTS.reduction,
         backend: str = "auto",
         check_values: bool = False,
         tokens: Sequence[str | None] | None = None,

@@ -18,6 +18,7 @@ the first residue instead, so that their fragments equal pyteomics' ions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -34,6 +35,46 @@ ION_TYPES = tuple(ION_OFFSETS)
 DIRECTIONS = ("observed", "theoretical", "both")
 DISTANCES = ("da", "ppm")
 REDUCTIONS = ("mean", "sum", "none")
+
+#: ``distance_scale="auto"``: tau per distance unit. On real spectra (``python -m
+#: benchmarks.discrimination``) the true peptide beats its decoys most often for tau
+#: of 0.001-0.005 Da (1-5 ppm), all alike; the largest keeps float32 rounding of
+#: fragment m/z (~1e-4 Da at 2000 Da) small against tau and the slope alive farthest.
+AUTO_DISTANCE_SCALE = {"da": 0.005, "ppm": 5.0}
+
+
+@dataclass(frozen=True)
+class SpectrumDefaults:
+    """Option defaults of the spectrum matching loss; the reference, the public function and the
+    module all take theirs from :data:`SPECTRUM_DEFAULTS`."""
+
+    ion_types: tuple[str, ...] = ("b", "y")
+    charges: tuple[int, ...] = (1, 2)
+    direction: str = "observed"
+    distance: str = "da"
+    distance_scale: float | str | None = "auto"
+    intensity_power: float = 1.0
+    reduction: str = "mean"
+
+
+@dataclass(frozen=True)
+class PrecursorDefaults:
+    """Option defaults of the precursor mass loss (:data:`PRECURSOR_DEFAULTS`)."""
+
+    scale: float = 100.0
+    isotope_errors: tuple[int, ...] = (0,)
+    reduction: str = "mean"
+
+
+SPECTRUM_DEFAULTS = SpectrumDefaults()
+PRECURSOR_DEFAULTS = PrecursorDefaults()
+
+
+def resolve_distance_scale(distance: str, distance_scale: float | str | None) -> float | None:
+    """tau in the unit of ``distance``: :data:`AUTO_DISTANCE_SCALE` for ``"auto"``, else as given (None: plain)."""
+    if isinstance(distance_scale, str) and distance_scale == "auto":
+        return AUTO_DISTANCE_SCALE[distance]
+    return distance_scale
 
 
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -66,14 +107,15 @@ def expected_residue_masses(
 def fragment_mz(
     residue_masses: torch.Tensor,
     mask: torch.Tensor,
-    ion_types: Sequence[str] = ("b", "y"),
-    charges: Sequence[int] = (1, 2),
+    ion_types: Sequence[str] = SPECTRUM_DEFAULTS.ion_types,
+    charges: Sequence[int] = SPECTRUM_DEFAULTS.charges,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Theoretical fragment ion m/z from per-position residue masses.
 
     The peptide is the sequence of unmasked positions. Slot ``l`` of every
     series is the cleavage after position ``l``: prefix ions (a, b, c) hold
-    ``P_l = sum_{l' <= l} mask * m``, suffix ions (x, y, z) hold ``S_l = total - P_l``.
+    ``P_l = sum_{l' <= l} mask * m``, suffix ions (x, y, z) hold ``S_l = total - P_l``,
+    both summed and subtracted in float64 and rounded once to the compute dtype.
     A slot is valid when position ``l`` is unmasked and some unmasked position
     follows it, so an n-residue peptide has fragments k = 1..n-1 of each series.
     Neutral fragment = sum + ``ION_OFFSETS[type]``; m/z = (neutral + z * proton) / z.
@@ -89,9 +131,13 @@ def fragment_mz(
         ion ``j = (type_index * len(charges) + charge_index) * L + l``.
     """
     dtype = compute_dtype(residue_masses)
-    m = torch.where(mask, residue_masses.to(dtype), 0)
-    prefix = torch.cumsum(m, dim=-1)
-    suffix = prefix[:, -1:] - prefix
+    # Sums and the suffix's subtraction in float64, then rounded once: S_l = total - P_l is a
+    # difference of two sums of thousands of Da, and in float32 the small suffix ions of a
+    # long peptide would carry the total's rounding (~1e-4 Da, several ppm of y1).
+    m = torch.where(mask, residue_masses.to(torch.float64), 0)
+    exact_prefix = torch.cumsum(m, dim=-1)
+    prefix = exact_prefix.to(dtype)
+    suffix = (exact_prefix[:, -1:] - exact_prefix).to(dtype)
     count = mask.to(torch.int32)
     after = count.sum(-1, keepdim=True) - torch.cumsum(count, dim=-1)
     slot_valid = mask & (after > 0)
@@ -153,13 +199,13 @@ def spectrum_matching_loss(
     intensity: torch.Tensor,
     peak_mask: torch.Tensor,
     *,
-    ion_types: Sequence[str] = ("b", "y"),
-    charges: Sequence[int] = (1, 2),
-    direction: str = "observed",
-    distance: str = "da",
-    distance_scale: float | None = None,
-    intensity_power: float = 1.0,
-    reduction: str = "mean",
+    ion_types: Sequence[str] = SPECTRUM_DEFAULTS.ion_types,
+    charges: Sequence[int] = SPECTRUM_DEFAULTS.charges,
+    direction: str = SPECTRUM_DEFAULTS.direction,
+    distance: str = SPECTRUM_DEFAULTS.distance,
+    distance_scale: float | str | None = SPECTRUM_DEFAULTS.distance_scale,
+    intensity_power: float = SPECTRUM_DEFAULTS.intensity_power,
+    reduction: str = SPECTRUM_DEFAULTS.reduction,
 ) -> torch.Tensor:
     """Nearest-theoretical-ion distance between a predicted peptide and its spectrum.
 
@@ -167,7 +213,8 @@ def spectrum_matching_loss(
     observed peaks, ``w_i = intensity_i ** intensity_power`` and
     ``d_ij = |o_i - t_j|`` (Da) or ``|o_i - t_j| / max(t_j, 1) * 1e6`` (ppm),
     each nearest distance d passed through ``f(d) = tau * log1p(d / tau)`` when
-    ``distance_scale=tau`` is given (identity otherwise):
+    ``distance_scale=tau`` (identity for None; ``"auto"``, the default, is
+    :data:`AUTO_DISTANCE_SCALE`: 0.005 Da or 5 ppm):
 
     - observed:    ``sum_i w_i f(min_j d_ij) / sum_i w_i``
     - theoretical: ``mean_j f(min_i d_ij)``
@@ -190,6 +237,7 @@ def spectrum_matching_loss(
         Da or ppm (float32; float64 for float64 residue masses).
     """
     dtype = compute_dtype(residue_masses)
+    distance_scale = resolve_distance_scale(distance, distance_scale)
     theo, theo_valid = fragment_mz(residue_masses, mask, ion_types, charges)
     # Padded peaks may hold anything (NaN, inf): a 0 there keeps them out of the backward pass.
     obs = torch.where(peak_mask, mz.detach().to(dtype), 0)
@@ -243,7 +291,7 @@ def precursor_ppm(
     observed_mz: torch.Tensor,
     charge: torch.Tensor,
     *,
-    isotope_errors: Sequence[int] = (0,),
+    isotope_errors: Sequence[int] = PRECURSOR_DEFAULTS.isotope_errors,
 ) -> torch.Tensor:
     """Absolute precursor error (B,) in ppm, smallest over isotope errors.
 
@@ -284,9 +332,9 @@ def precursor_mass_loss(
     observed_mz: torch.Tensor,
     charge: torch.Tensor,
     *,
-    scale: float = 100.0,
-    isotope_errors: Sequence[int] = (0,),
-    reduction: str = "mean",
+    scale: float = PRECURSOR_DEFAULTS.scale,
+    isotope_errors: Sequence[int] = PRECURSOR_DEFAULTS.isotope_errors,
+    reduction: str = PRECURSOR_DEFAULTS.reduction,
 ) -> torch.Tensor:
     """Log-scaled precursor error: ``scale * log1p(ppm / scale)`` per spectrum.
 

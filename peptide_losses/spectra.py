@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .constants import PROTON
+from .mgf_errors import MGFFormatError, format_error, where
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -135,21 +136,24 @@ class Preprocessing:
         return torch.where(keep, mz, 0.0), intensity, keep
 
 
-def _spectrum_from_entry(entry: dict, index: int, vocabulary: Vocabulary) -> Spectrum:
-    """A :class:`Spectrum` from one pyteomics MGF entry; ValueError naming it if unusable."""
+def _spectrum_from_entry(entry: dict, path, index: int, vocabulary: Vocabulary) -> Spectrum:
+    """A :class:`Spectrum` from one pyteomics MGF entry; MGFFormatError naming it if unusable."""
     params = entry["params"]
     title = str(params.get("title", index))
-    where = f"spectrum {index} (TITLE={title})"
+    name = where(path, index, title)
     pepmass = params.get("pepmass")
     if not pepmass or pepmass[0] is None or not pepmass[0] > 0:
-        raise ValueError(f"{where}: PEPMASS is missing or not > 0")
+        raise MGFFormatError(f"{name}, PEPMASS: missing or not > 0")
     charges = params.get("charge")
     if not charges or len(charges) != 1 or int(charges[0]) < 1:
-        raise ValueError(f"{where}: CHARGE must be one positive charge, got {charges!r}")
+        raise MGFFormatError(f"{name}, CHARGE: must be one positive charge, got {charges!r}")
     mz = np.asarray(entry["m/z array"], dtype=np.float64)
     intensity = np.asarray(entry["intensity array"], dtype=np.float64)
-    if not (np.isfinite(mz).all() and np.isfinite(intensity).all()) or (intensity < 0).any():
-        raise ValueError(f"{where}: peaks must have finite m/z and finite intensities >= 0")
+    if not (np.isfinite(mz).all() and np.isfinite(intensity).all()):
+        raise MGFFormatError(f"{name}, peak: m/z and intensities must be finite")
+    for values, what in ((mz <= 0, "m/z must be > 0"), (intensity < 0, "intensities must be >= 0")):
+        if values.any():
+            raise MGFFormatError(f"{name}, peak: {what}, got m/z {mz[values][0]} intensity {intensity[values][0]}")
     order = np.argsort(mz, kind="stable")
     sequence = params.get("seq")
     tokens = None
@@ -158,8 +162,32 @@ def _spectrum_from_entry(entry: dict, index: int, vocabulary: Vocabulary) -> Spe
         try:
             tokens = vocabulary.encode(sequence)
         except ValueError as err:
-            raise UnknownTokenError(f"{where}, SEQ={sequence}: {err}") from None
+            raise UnknownTokenError(f"{name}, SEQ={sequence}: {err}") from None
     return Spectrum(mz[order], intensity[order], float(pepmass[0]), int(charges[0]), sequence, tokens, title)
+
+
+def _entries(path):
+    """(index, pyteomics entry) of every spectrum; MGFFormatError naming the spectrum, field and line
+    where pyteomics cannot read one."""
+    from pyteomics import mgf
+    from pyteomics.auxiliary import PyteomicsError
+
+    end = object()
+    with mgf.read(str(path), use_index=False, read_charges=False) as reader:
+        entries = iter(reader)
+        index = 0
+        while True:
+            try:
+                entry = next(entries, end)
+            except (PyteomicsError, ValueError) as err:
+                raise format_error(path, index, str(err)) from None
+            if entry is end:
+                return
+            # A spectrum without END IONS comes back as None, a one-column peak line as arrays of two lengths.
+            if entry is None or len(entry["m/z array"]) != len(entry["intensity array"]):
+                raise format_error(path, index, "pyteomics could not read this spectrum")
+            yield index, entry
+            index += 1
 
 
 def read_mgf(
@@ -182,24 +210,28 @@ def read_mgf(
 
     Returns:
         The spectra in file order.
-    """
-    from pyteomics import mgf
 
+    Raises:
+        MGFFormatError (a ValueError) for a malformed file: a spectrum cut off
+        before END IONS, an unreadable CHARGE or PEPMASS, a peak line that is
+        not two numbers, m/z <= 0, negative or non-finite intensities. The
+        message names the file, the spectrum (0-based index and TITLE), the
+        field and, where one is at fault, its line.
+    """
     if not isinstance(vocabulary, Vocabulary):
         raise TypeError(f"vocabulary must be a Vocabulary, got {type(vocabulary).__name__}")
     if unknown not in UNKNOWN_POLICIES:
         raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
     spectra, skipped = [], []
-    with mgf.read(str(path), use_index=False, read_charges=False) as reader:
-        for index, entry in enumerate(reader):
-            try:
-                spectrum = _spectrum_from_entry(entry, index, vocabulary)
-            except UnknownTokenError as err:
-                if unknown == "error":
-                    raise
-                skipped.append(str(err))
-                continue
-            spectra.append(preprocessing(spectrum) if preprocessing is not None else spectrum)
+    for index, entry in _entries(path):
+        try:
+            spectrum = _spectrum_from_entry(entry, path, index, vocabulary)
+        except UnknownTokenError as err:
+            if unknown == "error":
+                raise
+            skipped.append(str(err))
+            continue
+        spectra.append(preprocessing(spectrum) if preprocessing is not None else spectrum)
     if skipped:
         message = f"{path}: skipped {len(skipped)} spectra with tokens outside the vocabulary; first: {skipped[0]}"
         log.warning(message)

@@ -52,8 +52,13 @@ def check_shape(name: str, t: torch.Tensor, shape: Sequence[int], what: str) -> 
         raise ValueError(f"{name} must have shape {what} = {tuple(shape)}, got {tuple(t.shape)}")
 
 
-def as_bool_mask(name: str, mask: torch.Tensor | None, shape: Sequence[int], device) -> torch.Tensor:
-    """A bool mask of ``shape``; None means all True; 0/1 integer masks are accepted."""
+def as_bool_mask(name: str, mask: torch.Tensor | None, shape: Sequence[int], device, checks: list) -> torch.Tensor:
+    """A bool mask of ``shape``; None means all True; 0/1 integer masks are accepted.
+
+    That an integer mask holds only 0 and 1 is a value check: appended to ``checks``
+    (see :func:`raise_on_bad_values`), so it shares their one host sync and is
+    skipped with them.
+    """
     if mask is None:
         return torch.ones(tuple(shape), dtype=torch.bool, device=device)
     if not isinstance(mask, torch.Tensor):
@@ -63,8 +68,7 @@ def as_bool_mask(name: str, mask: torch.Tensor | None, shape: Sequence[int], dev
         return mask
     if mask.dtype.is_floating_point or mask.dtype.is_complex:
         raise TypeError(f"{name} must be bool (or 0/1 integers), got {mask.dtype}")
-    if value_checks_enabled(True) and bool(((mask != 0) & (mask != 1)).any()):
-        raise ValueError(f"{name} must hold only 0 and 1 (or be bool)")
+    checks.append((f"{name} must hold only 0 and 1 (or be bool)", lambda: (mask != 0) & (mask != 1)))
     return mask != 0
 
 
@@ -142,8 +146,9 @@ def check_options(*, reduction: str, **options) -> None:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {options['direction']!r}")
     if "distance" in options and options["distance"] not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, got {options['distance']!r}")
-    if options.get("distance_scale") is not None:
-        _number("distance_scale", options["distance_scale"], lambda x: 0 < x < float("inf"), "None or a finite number > 0")
+    if options.get("distance_scale") not in (None, "auto"):
+        _number("distance_scale", options["distance_scale"], lambda x: 0 < x < float("inf"),
+                '"auto", None or a finite number > 0')
     if "intensity_power" in options:
         _number("intensity_power", options["intensity_power"], lambda x: 0 <= x < float("inf"), "a finite number >= 0")
     if reduction not in REDUCTIONS:

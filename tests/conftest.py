@@ -1,4 +1,6 @@
 import os
+import sys
+from pathlib import Path
 
 import torch
 
@@ -10,8 +12,61 @@ if not torch.cuda.is_available():
 import importlib  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
-from peptide_losses.paths import DATA_ENV, real_spectra_path
+from peptide_losses.paths import DATA_ENV, real_spectra_path  # noqa: E402
+
+# The benchmarks are not installed: their own tests import them from the repository root,
+# whichever directory pytest was started from.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# Hypothesis profiles (tests/README.md). Each test states its example count for "ci"
+# through helpers.examples(); "thorough" multiplies it by THOROUGH_FACTOR.
+THOROUGH_FACTOR = 10
+_COMMON = dict(deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# ci: the same examples on every run (derandomized from each test's source), so CI time is
+# bounded and a failure reproduces by running the test again.
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None, **_COMMON)
+# thorough: fresh random examples each run, failures kept in .hypothesis/ and replayed first.
+settings.register_profile("thorough", max_examples=100 * THOROUGH_FACTOR, **_COMMON)
+settings.load_profile("ci")  # --hypothesis-profile=thorough overrides this after conftest import
+
+
+def pytest_addoption(parser):
+    parser.addoption("--shard", default=None, metavar="I/N",
+                     help="run only shard I (0-based) of N, balanced by hypothesis examples (tests/gpu_suite.py)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: realistic sizes, runs only on CUDA (skipped elsewhere)")
+
+
+def _cost(item) -> int:
+    """Rough run time of a test in kernel compilations: its hypothesis examples, 5 for realistic sizes
+    (a few compilations and a chunked reference), else 1."""
+    used = getattr(getattr(item, "function", None), "_hypothesis_internal_use_settings", None)
+    if used is not None:
+        return used.max_examples
+    return 5 if item.get_closest_marker("gpu") else 1
+
+
+def pytest_collection_modifyitems(config, items):
+    shard = config.getoption("--shard")
+    if shard is None:
+        return
+    index, count = (int(part) for part in shard.split("/"))
+    if not 0 <= index < count:
+        raise pytest.UsageError(f"--shard must be I/N with 0 <= I < N, got {shard}")
+    # Longest first onto the least loaded shard: the same assignment in every shard's process.
+    loads = [0] * count
+    owner = {}
+    for item in sorted(items, key=lambda it: (-_cost(it), it.nodeid)):
+        owner[item.nodeid] = loads.index(min(loads))
+        loads[owner[item.nodeid]] += _cost(item)
+    keep = [item for item in items if owner[item.nodeid] == index]
+    config.hook.pytest_deselected(items=[item for item in items if owner[item.nodeid] != index])
+    items[:] = keep
 
 #: The de novo tools the integration tests drive. They cannot share one environment
 #: (casanovo 5.2.1 pins numpy < 2, instanovo 1.2.2 needs numpy >= 2).

@@ -1,6 +1,8 @@
 """Public API: every bad input is a ValueError/TypeError naming the argument (bad values: a NaN loss,
 or that error with check_values=True); the modules."""
 
+import dataclasses
+import inspect
 import re
 
 import pytest
@@ -242,6 +244,17 @@ def test_without_check_values_shape_errors_stay_immediate_and_bad_values_give_na
         _call(peptide_losses.spectrum_matching_loss, dict(args, logits=args["logits"][0], check_values=False))
 
 
+def test_check_values_false_skips_the_integer_mask_check_and_its_sync():
+    """The 0/1 check of integer masks is a value check like the others: with check_values=False nothing
+    reads the mask on the host, and a 2 counts as True."""
+    args = spectrum_args()
+    expected = _call(peptide_losses.spectrum_matching_loss, args)
+    twos = dict(args, mask=args["mask"].long() * 2, peak_mask=args["peak_mask"].long() * 2)
+    with pytest.raises(ValueError, match=named("mask")):
+        _call(peptide_losses.spectrum_matching_loss, twos)
+    assert torch.equal(_call(peptide_losses.spectrum_matching_loss, dict(twos, check_values=False)), expected)
+
+
 def test_triton_backend_where_it_cannot_run_is_an_error(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=named("backend")):
@@ -263,6 +276,29 @@ def test_output_dtype_and_shapes(dtype, expected):
     p_args.pop("backend")
     ppm = _call(peptide_losses.precursor_ppm, p_args)
     assert ppm.shape == (2,) and ppm.dtype == expected and not ppm.requires_grad and torch.all(ppm >= 0)
+
+
+@pytest.mark.parametrize("distance, tau", [("da", 0.005), ("ppm", 5.0)])
+def test_auto_distance_scale_is_the_benchmarks_tau_in_the_distances_unit(distance, tau):
+    args = dict(spectrum_args(), distance=distance)
+    expected = _call(peptide_losses.spectrum_matching_loss, dict(args, distance_scale=tau))
+    assert torch.equal(_call(peptide_losses.spectrum_matching_loss, args), expected)
+    assert torch.equal(_call(peptide_losses.spectrum_matching_loss, dict(args, distance_scale="auto")), expected)
+    assert not torch.equal(_call(peptide_losses.spectrum_matching_loss, dict(args, distance_scale=None)), expected)
+
+
+@pytest.mark.parametrize("function, defaults", [
+    (peptide_losses.reference.spectrum_matching_loss, peptide_losses.reference.SPECTRUM_DEFAULTS),
+    (peptide_losses.spectrum_matching_loss, peptide_losses.reference.SPECTRUM_DEFAULTS),
+    (SpectrumMatchingLoss.__init__, peptide_losses.reference.SPECTRUM_DEFAULTS),
+    (peptide_losses.reference.precursor_mass_loss, peptide_losses.reference.PRECURSOR_DEFAULTS),
+    (peptide_losses.precursor_mass_loss, peptide_losses.reference.PRECURSOR_DEFAULTS),
+    (PrecursorMassLoss.__init__, peptide_losses.reference.PRECURSOR_DEFAULTS),
+], ids=lambda x: getattr(x, "__qualname__", ""))
+def test_option_defaults_come_from_one_place(function, defaults):
+    parameters = inspect.signature(function).parameters
+    for option in dataclasses.fields(defaults):
+        assert parameters[option.name].default == getattr(defaults, option.name), option.name
 
 
 # ------------------------------------------------------------------ modules

@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from benchmarks import goals, grid, implementations, measure, report, roofline, run
+from benchmarks import goals, grid, implementations, measure, report, roofline, run, tune
 from benchmarks.grid import Case, precursor_case, spectrum_case
 from benchmarks.timing import TimingSettings, capture_graph, summarize, time_step
 
@@ -152,6 +152,21 @@ def test_an_implementation_that_raises_is_recorded_and_the_others_run(monkeypatc
     good = measure.measure("eager", case, sets, rates, settings, None)
     assert [r["status"] for r in bad] == ["failed: RuntimeError: kernel exploded"] * 3
     assert [r["status"] for r in good] == ["ok"] * 3 and all(r["ms"] > 0 for r in good)
+
+
+@pytest.mark.parametrize("loss", grid.LOSSES)
+def test_tune_times_every_launch_configuration_once(loss):
+    """The launch-configuration sweep runs each configuration of the kernels alone, the default among them."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    case = grid.SMOKE_CENTERS[loss]
+    configs = tune.configs(case)
+    labels = [label for label, _ in configs]
+    assert labels[0] == "default" and len(labels) > 1
+    assert all(a != b for i, (_, a) in enumerate(configs) for _, b in configs[i + 1:])  # each once
+    rows = tune.sweep(case, device, TimingSettings(warmup=1, min_iters=1, max_iters=1))
+    assert sorted(label for label, _ in rows) == sorted(labels)
+    times = [timing.median_ms for _, timing in rows]
+    assert times == sorted(times) and times[0] > 0
 
 
 def test_graph_replay_mode_only_on_cuda():

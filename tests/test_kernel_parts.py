@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from helpers import DEVICE, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,6 @@ from peptide_losses import reference
 from peptide_losses.kernels.common import MAX_SPECTRUM_TILE, row_config, window
 from peptide_losses.kernels.precursor import precursor_forward
 from peptide_losses.kernels.reduction import counter
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @given(vocab=st.integers(1, 300), element_size=st.sampled_from((1, 2, 4, 8)), contiguous=st.booleans())
@@ -51,7 +50,7 @@ def _precursor_inputs(batch: int, dtype: torch.dtype, seed: int):
     return [t.to(DEVICE) for t in (residue, mask, precursor_mz, charge)]
 
 
-@settings(deadline=None, max_examples=20)
+@settings(deadline=None, max_examples=examples(20))
 @given(
     batch=st.sampled_from((0, 1, 2, 37, 1000, 1025, 20000)),
     dtype=st.sampled_from((torch.float32, torch.float64)),

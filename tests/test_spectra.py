@@ -6,6 +6,7 @@ import torch
 
 from peptide_losses import Vocabulary
 from peptide_losses.constants import C13_C12, PROTON
+from peptide_losses.mgf_errors import MGFFormatError
 from peptide_losses.spectra import Preprocessing, Spectrum, SpectrumBatch, collate, read_mgf
 
 VOCAB = Vocabulary.default()
@@ -139,6 +140,39 @@ def test_bad_files_and_arguments_raise_clearly(tmp_path):
         Preprocessing(max_peaks=0)
     with pytest.raises(ValueError, match="min_mz"):
         Preprocessing(min_mz=500, max_mz=100)
+
+
+BROKEN = {
+    # what: (edit of the second spectrum's text, the field the message names, what it says)
+    "cut off": (lambda text: text[: text.rindex("END IONS")], None, "no END IONS"),
+    "CHARGE": (lambda text: text.replace("CHARGE=2+", "CHARGE=two"), "CHARGE", "not a charge"),
+    "PEPMASS": (lambda text: text.replace("PEPMASS=500.0", "PEPMASS=abc"), "PEPMASS", "not a number"),
+    "peak not numbers": (lambda text: text.replace("100.0 0.5", "100.0 abc"), "peak", "must be numbers"),
+    "peak one column": (lambda text: text.replace("100.0 0.5", "100.0"), "peak", "needs m/z and intensity"),
+    "negative m/z": (lambda text: text.replace("100.0 0.5", "-100.0 0.5"), "peak", "m/z must be > 0"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN, ids=list(BROKEN))
+def test_malformed_files_name_the_file_spectrum_field_and_line(tmp_path, broken):
+    edit, field, says = BROKEN[broken]
+    path = write_mgf(tmp_path / "broken.mgf", [entry("first", "PEPK"), entry("second", "PEPTIDEK")])
+    first, second = path.read_text().split("END IONS\n", 1)
+    changed = edit(second)
+    path.write_text(first + "END IONS\n" + changed)
+    with pytest.raises(MGFFormatError) as caught:
+        read_mgf(path, VOCAB)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: spectrum 1 (TITLE=second)"), message
+    assert says in message
+    if field is not None:
+        assert f", {field}: " in message
+    # The line named is the edited one (the negative m/z parses: no line, its value instead).
+    bad_lines = [n for n, (old, new) in enumerate(zip(second.splitlines(), changed.splitlines())) if old != new]
+    if broken == "negative m/z":
+        assert "-100.0" in message
+    elif bad_lines:
+        assert f"line {len(first.splitlines()) + 1 + bad_lines[0] + 1}," in message, message
 
 
 def test_peaks_are_sorted_by_mz_on_reading(tmp_path):
