@@ -76,7 +76,7 @@ def launch(arm: str, seed: int, args, out: Path) -> subprocess.Popen:
     """Start one run of the trainer CLI; its log goes to ``out/train.out``."""
     out.mkdir(parents=True, exist_ok=True)
     settings = merge_settings(read_settings(args.common), ARMS[arm]) if args.common else json.loads(json.dumps(ARMS[arm]))
-    settings = merge_settings(settings, {"steps": args.steps, "seed": seed, "time_limit_minutes": None,
+    settings = merge_settings(settings, {"steps": args.steps, "seed": seed, "time_limit_minutes": args.time_limit,
                      "logging": {"validate_every": args.steps + 1, "progress": False}})
     (out / "arm.json").write_text(json.dumps(settings, indent=2))
     command = [sys.executable, "-m", "peptide_losses.train", "--preset", args.preset, "--config", str(out / "arm.json"),
@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--arm", type=_arm_seeds, action="append", required=True, metavar="NAME=SEED[,SEED...]")
     p.add_argument("--common", help="JSON/TOML settings of every run, under each arm's own")
     p.add_argument("--parallel", type=int, default=4, help="runs at once")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="each run stops (validated) at this wall time, a guard for a fixed budget (default none)")
     p.add_argument("--out", default="runs/ablation")
     args = p.parse_args(argv)
     load_config(args.common, preset=args.preset)  # bad settings fail here, before any run starts

@@ -112,7 +112,8 @@ def spectrum_matching_loss(
         mz: (B, N) observed peak m/z. intensity: (B, N) peak intensities >= 0.
         masses: (V,) token masses in Da (``Vocabulary.mass_tensor()``) or the
             :class:`Vocabulary`; required with logits.
-        mask: (B, L) bool, True at real positions (default all).
+        mask: (B, L) bool, True at real positions (default all); 0/1 integers
+            are read as nonzero = True, checked to hold only 0 and 1 with check_values=True.
         peak_mask: (B, N) bool, True at real peaks (default all).
         residue_masses: (B, L) per-position masses in Da, instead of logits.
         ion_types: fragment series among a, b, c, x, y, z.
@@ -212,7 +213,8 @@ def precursor_mass_loss(
         precursor_mz: (B,) observed precursor m/z (float64 recommended).
         charge: (B,) integer precursor charge >= 1.
         masses: (V,) token masses in Da or the :class:`Vocabulary`; required with logits.
-        mask: (B, L) bool, True at real positions (default all).
+        mask: (B, L) bool, True at real positions (default all); 0/1 integers
+            are read as nonzero = True, checked to hold only 0 and 1 with check_values=True.
         residue_masses: (B, L) per-position masses in Da, instead of logits.
         scale: ppm scale of the log (100 by default).
         isotope_errors: k values; the ppm is the smallest against
