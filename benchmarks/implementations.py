@@ -51,7 +51,7 @@ def applies(impl: str, case: Case) -> bool:
     return impl != "keops" or case.loss == "spectrum"
 
 
-def _spectrum_options(case: Case) -> dict:
+def spectrum_options(case: Case) -> dict:
     # Plain Da (no distance_scale), as every recorded run: the results stay comparable.
     return dict(ion_types=case.ion_types, charges=case.charges, distance_scale=None)
 
@@ -66,7 +66,7 @@ def _on_batch(case: Case, fn) -> LossFn:
 def reference_loss(case: Case):
     """The eager reference composition for ``case``, as a function of tensors."""
     if case.loss == "spectrum":
-        options = _spectrum_options(case)
+        options = spectrum_options(case)
 
         def spectrum(logits, masses, mask, mz, intensity, peak_mask):
             residue_masses = reference.expected_residue_masses(logits, masses)
@@ -92,7 +92,7 @@ def triton_loss(case: Case, device: torch.device):
     except ImportError as exc:
         raise NotRun(f"peptide_losses.{module} does not import ({exc})") from None
     if case.loss == "spectrum":
-        options = _spectrum_options(case)
+        options = spectrum_options(case)
 
         def spectrum(logits, masses, mask, mz, intensity, peak_mask):
             return functional.spectrum_matching_loss(

@@ -36,7 +36,7 @@ from peptide_losses.kernels import launch
 from . import end_to_end
 from .environment import describe, device_name, slug
 from .grid import Case, precursor_case, spectrum_case
-from .implementations import reference_loss
+from .implementations import reference_loss, spectrum_options
 from .measure import input_sets
 from .run import interpreter_if_cpu
 from .timing import L2Flush, TimingSettings, capture_graph, host_floor_ms, time_step
@@ -58,10 +58,12 @@ GRAPH = "fwd+bwd graph"
 
 
 def ours(case: Case, **extra):
-    """The public function with default options (and ``extra``), as a function of a batch."""
+    """The public function with the reference rows' loss options (the spectrum loss in plain Da, as
+    every recorded run) and ``extra``, as a function of a batch: both sides compute the same loss."""
     if case.loss == "spectrum":
+        options = {**spectrum_options(case), **extra}
         return lambda b: functional.spectrum_matching_loss(b.logits, b.mz, b.intensity, masses=b.masses,
-                                                           mask=b.mask, peak_mask=b.peak_mask, **extra)
+                                                           mask=b.mask, peak_mask=b.peak_mask, **options)
     return lambda b: functional.precursor_mass_loss(b.logits, b.precursor_mz, b.charge, masses=b.masses,
                                                     mask=b.mask, **extra)
 

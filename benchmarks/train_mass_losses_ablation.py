@@ -23,7 +23,8 @@ Run (GPU)::
     python -m benchmarks.train_mass_losses_ablation --steps 2000 --arm ce_only=0,1,2 --arm gradient=0,1,2 \\
         --arm seed_schedule=0 --arm seed_schedule_balanced=0 --parallel 8 --out runs/ablation
 
-It writes ``ablation.md`` (the table) and ``ablation.json`` (every run's final metrics) into ``--out``.
+It writes ``ablation.md`` (the table), ``ablation.json`` (every run's final metrics) and
+``ablation.png`` (every run's training curves) into ``--out``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,35 @@ def summarise(results: dict[str, list[dict]], splits: list[str]) -> str:
     return "\n".join(lines)
 
 
+def plot_arms(root: Path, path: Path) -> None:
+    """Training CE and token accuracy of every run under ``root``, one colour per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from peptide_losses.train.recorder import read_records
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    colours = dict(zip(ARMS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for run in sorted(p for p in root.iterdir() if p.is_dir()):
+        arm = run.name.rsplit("-seed", 1)[0]
+        records = [r for r in read_records(run) if "train/ce" in r]
+        steps = [r["step"] for r in records]
+        for ax, name in zip(axes, ("train/ce", "train/token_accuracy")):
+            ax.plot(steps, [r[name] for r in records], color=colours.get(arm), alpha=0.8,
+                    label=arm if run.name.endswith("seed0") else None)
+    for ax, (title, label) in zip(axes, (("Training cross-entropy", "CE (nats per scored token)"),
+                                         ("Training token accuracy (teacher forced)", "fraction"))):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="gpu")
@@ -142,6 +172,7 @@ def main(argv=None) -> int:
     text = summarise(results, splits)
     print(text)
     (root / "ablation.md").write_text(text + "\n")
+    plot_arms(root, root / "ablation.png")
     (root / "ablation.json").write_text(json.dumps(
         {"preset": args.preset, "steps": args.steps, "arms": {a: ARMS[a] for a in results}, "failed": failed,
          "results": results}, indent=2, sort_keys=True))

@@ -6,9 +6,10 @@
   error of the predicted precursor m/z.
 - :class:`Vocabulary`: tokens and masses shared by losses, data and trainer.
 - :mod:`peptide_losses.reference`: the maths in plain PyTorch.
+- :mod:`peptide_losses.recommended`: the evidence-based weights of the mass losses.
 """
 
-from . import constants, reference
+from . import constants, recommended, reference
 from .functional import precursor_mass_loss, precursor_ppm, spectrum_matching_loss
 from .modules import PrecursorMassLoss, SpectrumMatchingLoss
 from .vocabulary import Vocabulary
@@ -22,6 +23,7 @@ __all__ = [
     "constants",
     "precursor_mass_loss",
     "precursor_ppm",
+    "recommended",
     "reference",
     "spectrum_matching_loss",
 ]

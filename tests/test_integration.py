@@ -110,7 +110,9 @@ def test_public_functions_trace_into_one_graph(variant, backend, dynamic):
     shape makes torch.compile trace with symbolic ones); dynamo's eager backend keeps this cheap."""
     call, logits = _functional_call(variant, backend)
     compiled = torch.compile(call, fullgraph=True, backend="eager", dynamic=dynamic)
-    assert torch.equal(compiled(logits), call(logits))
+    # Traced, the mean over spectra is torch's; eager, the forward kernel's last program sums the rows
+    # (kernels/reduction.py): the same terms in another order, so equal up to float32 rounding.
+    torch.testing.assert_close(compiled(logits), call(logits), rtol=4 * torch.finfo(torch.float32).eps, atol=0)
 
 
 @pytest.mark.parametrize("backend, autocast", [("reference", False), ("auto", False), pytest.param(

@@ -198,7 +198,8 @@ def test_recommendation_ramp_is_linear_between_its_fractions():
     rec = Recommendation(spectrum_weight=0.1, precursor_weight=0.01, ramp_start=0.2, ramp_end=0.6, distance_scale=0.02)
     assert [rec.ramp(p) for p in (0.0, 0.2, 0.3, 0.4, 0.6, 0.9)] == pytest.approx([0, 0, 0.25, 0.5, 1, 1])
     assert Recommendation(1, 1, 0.3, 0.3, 0.02).ramp(0.3) == 1.0
-    assert RECOMMENDED.distance_scale == 0.02
+    # The integrations' distance scale is the package's evidence-based default, not a second number.
+    assert RECOMMENDED.distance_scale == reference.AUTO_DISTANCE_SCALE["da"]
     with pytest.raises(ValueError, match="ramp_start <= ramp_end"):
         Recommendation(0.1, 0.1, 0.5, 0.2, 0.02)
     with pytest.raises(ValueError, match="precursor_weight must be >= 0"):

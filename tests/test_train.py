@@ -38,6 +38,11 @@ TINY = {
 }
 
 
+#: The seed's staged weights (the trainer's default is CE alone: README, "Do the mass losses help?").
+SEED_SCHEDULE = {"spectrum_weights": [0, .05, .08, .10, .12, .13, .14, .14, .15, .15],
+                 "precursor_weights": [0, .01, .02, .03, .04, .05, .06, .07, .08, .10]}
+
+
 def tiny(**overrides):
     settings = json.loads(json.dumps(TINY))
     for key, value in overrides.items():
@@ -59,11 +64,14 @@ def train_series(records, name):
 
 
 def test_short_run_logs_every_metric_and_writes_every_output(tmp_path):
-    """40 small steps of the default objective: the outputs a user looks at all exist and hold what they say."""
+    """40 small steps with both mass losses on (the seed's schedule, balanced): the outputs a user looks
+    at all exist and hold what they say."""
     steps = 40
     out = tmp_path / "run"
-    # Logged every 4 steps = every stage of the 10-stage schedule, so the weights are constant within an interval.
-    config = write_config(tmp_path, steps=steps, logging={"tensorboard": True, "every": 4})
+    # Logged every 4 steps = every stage of the 10-stage schedule; the balancer moves its factors at
+    # logging steps: the weights are constant within an interval.
+    config = write_config(tmp_path, steps=steps, logging={"tensorboard": True, "every": 4}, schedule=SEED_SCHEDULE,
+                          balancing={"enabled": True})
     assert main(["--config", str(config), "--out", str(out)]) == 0
     records = read_records(out)
     assert len(train_series(records, "train/ce_final")) == steps // 4
@@ -88,7 +96,8 @@ def test_short_run_logs_every_metric_and_writes_every_output(tmp_path):
                 assert 0 <= final_metrics[f"val/{split}/{decoding}/{metric}"] < float("inf")
     for name in ("train/ce_final", "train/token_accuracy", "train/sequence_accuracy", "train/ppm_error",
                  "train/spectrum_loss", "train/precursor_loss", "train/total_loss", "curriculum/spectrum_weight",
-                 "curriculum/precursor_weight", "share/precursor", "time/data_ms", "time/compute_ms"):
+                 "curriculum/precursor_weight", "share/precursor", "balancing/precursor_factor", "time/data_ms",
+                 "time/compute_ms"):
         assert name in records[0]
 
 
@@ -193,7 +202,7 @@ def test_resume_refuses_another_vocabulary_or_model_and_writes_nothing(tmp_path,
 
 
 def test_diagnosis_reports_each_loss_weight_and_share():
-    config = load_config(overrides=tiny(steps=100))
+    config = load_config(overrides=tiny(steps=100, schedule=SEED_SCHEDULE))
     vocabulary = Vocabulary.default()
     model, objective = build(config, vocabulary, "cpu")
     batch = SimulatedTraining(config, vocabulary).batch(0)

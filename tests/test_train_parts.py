@@ -13,6 +13,7 @@ from peptide_losses import Vocabulary
 from peptide_losses.constants import C13_C12
 from peptide_losses.reference import fragment_mz
 from peptide_losses.spectra import Preprocessing, collate
+from peptide_losses.recommended import RECOMMENDED
 from peptide_losses.train.checkpoint import atomic_save
 from peptide_losses.train.config import load_config
 from peptide_losses.train.data import MGFTraining, SimulatedTraining
@@ -54,13 +55,16 @@ def test_config_file_overrides_only_what_it_names(tmp_path):
     assert load_config(plain_da).losses.spectrum.distance_scale is None
 
 
-def test_default_config_is_the_issue_schedule_and_discriminating_spectrum_loss():
+def test_default_config_follows_the_evidence():
+    """Mass-loss weights 0 (README, "Do the mass losses help?"; the recommendation every integration
+    shares) and the spectrum loss's best-separating distance scale, the package default."""
     c = load_config()
-    assert c.schedule.spectrum_weights == [0, .05, .08, .10, .12, .13, .14, .14, .15, .15]
-    assert c.schedule.precursor_weights == [0, .01, .02, .03, .04, .05, .06, .07, .08, .10]
-    assert c.schedule.ce_weight == 1.0
-    assert c.losses.spectrum.distance_scale == 0.02 and c.losses.spectrum.distance == "da"
-    assert c.losses.spectrum.direction == "observed" and c.losses.spectrum.charges == [1, 2]
+    assert set(c.schedule.spectrum_weights) == {0.0} and set(c.schedule.precursor_weights) == {0.0}
+    assert c.schedule.ce_weight == 1.0 and not c.balancing.enabled
+    assert RECOMMENDED.spectrum_weight == RECOMMENDED.precursor_weight == 0.0
+    assert c.losses.spectrum.distance_scale == RECOMMENDED.distance_scale == pl.reference.AUTO_DISTANCE_SCALE["da"]
+    assert c.losses.spectrum.distance == "da" and c.losses.spectrum.direction == "observed"
+    assert c.losses.spectrum.charges == [1, 2]
 
 
 # ------------------------------------------------------------------ simulation
@@ -205,8 +209,12 @@ def test_token_metrics_and_ppm_of_the_true_peptide():
 
 
 # ------------------------------------------------------------------ schedule
+SEED_SCHEDULE = {"spectrum_weights": [0, .05, .08, .10, .12, .13, .14, .14, .15, .15],
+                 "precursor_weights": [0, .01, .02, .03, .04, .05, .06, .07, .08, .10]}
+
+
 def test_staged_weights_cover_equal_tenths_of_the_run():
-    c = config()
+    c = config(schedule=SEED_SCHEDULE)
     weights = [staged_weights(c.schedule, step, 100) for step in range(100)]
     assert [w["spectrum"] for w in weights[::10]] == c.schedule.spectrum_weights
     assert [w["precursor"] for w in weights[9::10]] == c.schedule.precursor_weights
