@@ -76,7 +76,7 @@ def _arm_seeds(text: str) -> tuple[str, list[int]]:
 def launch(arm: str, seed: int, args, out: Path) -> subprocess.Popen:
     """Start one run of the trainer CLI; its log goes to ``out/train.out``."""
     out.mkdir(parents=True, exist_ok=True)
-    settings = merge_settings(read_settings(args.common), ARMS[arm]) if args.common else json.loads(json.dumps(ARMS[arm]))
+    settings = merge_settings(read_settings(args.common) if args.common else {}, ARMS[arm])
     settings = merge_settings(settings, {"steps": args.steps, "seed": seed, "time_limit_minutes": args.time_limit,
                      "logging": {"validate_every": args.steps + 1, "progress": False}})
     (out / "arm.json").write_text(json.dumps(settings, indent=2))

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from peptide_losses import Vocabulary
-from peptide_losses.train.config import load_config
+from peptide_losses.train.config import load_config, merge_settings
 from peptide_losses.train.data import training_data
 from peptide_losses.train.schedule import staged_weights
 from peptide_losses.train.stopwatch import Stopwatch
@@ -41,13 +41,6 @@ def _dotted(text: str) -> dict:
     return value
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def measure(preset: str | None, overrides: dict, steps: int, warmup: int) -> dict:
     config = load_config(overrides=overrides, preset=preset)
     device = torch.device(config.device)
@@ -56,7 +49,7 @@ def measure(preset: str | None, overrides: dict, steps: int, warmup: int) -> dic
     train_model = torch.compile(model) if config.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, fused=device.type == "cuda")
     data = training_data(config, vocabulary, device)
-    # The last stage's weights: every loss on, as at the end of a run.
+    # The weights in force at the end of the run (the preset's schedule; balancing not applied).
     weights = staged_weights(config.schedule, config.steps - 1, config.steps)
     started = time.perf_counter()
     for step in range(warmup):
@@ -102,13 +95,13 @@ def main(argv=None) -> int:
     def parse(text: str) -> dict:
         overrides: dict = {}
         for item in filter(None, text.split(",")):
-            overrides = _merge(overrides, _dotted(item))
+            overrides = merge_settings(overrides, _dotted(item))
         return overrides
 
     common = parse(args.set)
     rows = []
     for overrides in [{}, *map(parse, args.variant)]:
-        row = measure(args.preset, _merge(common, overrides), args.steps, args.warmup)
+        row = measure(args.preset, merge_settings(common, overrides), args.steps, args.warmup)
         rows.append(row)
         print(json.dumps(row), flush=True)
     device = torch.device(load_config(overrides=common, preset=args.preset).device)

@@ -60,9 +60,6 @@ class LossTerms:
     spectrum: torch.Tensor
     precursor: torch.Tensor
 
-    def total(self, weights: dict[str, float]) -> torch.Tensor:
-        return sum(weights[name] * getattr(self, name) for name in LOSS_NAMES)
-
     def detached(self) -> dict[str, float]:
         """The values as Python floats (reads the device: not for every step)."""
         return {name: float(getattr(self, name).detach()) for name in ("ce", "ce_final", "spectrum", "precursor")}

@@ -45,8 +45,6 @@ class Balancer:
         self.config = config
         self.factors = {"spectrum": 1.0, "precursor": 1.0}
         self.smoothed: dict[str, float] | None = None
-        #: The shares of the values given to the latest :meth:`update`.
-        self.last_shares: dict[str, float] = {name: 0.0 for name in LOSS_NAMES}
 
     def weights(self, staged: dict[str, float]) -> dict[str, float]:
         return {name: staged[name] * self.factors.get(name, 1.0) for name in LOSS_NAMES}
@@ -54,7 +52,6 @@ class Balancer:
     def update(self, values: dict[str, float], weights: dict[str, float]) -> dict[str, float]:
         """Record loss values under ``weights``; return their shares."""
         current = shares(values, weights)
-        self.last_shares = current
         if self.smoothed is None:
             self.smoothed = dict(current)
         else:

@@ -114,7 +114,6 @@ class SpectrumSimulator:
         self.settings = settings
         self.vocabulary = vocabulary
         self.preprocessing = preprocessing
-        self.max_length = max_length
         # Residue letter -> token index; cysteines carry the fixed carbamidomethylation.
         lookup = np.zeros(256, dtype=np.int64)
         for residue in COMPOSITION:

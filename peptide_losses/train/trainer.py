@@ -146,13 +146,13 @@ def evaluate(model, batches: list[SpectrumBatch], objective: Objective, config: 
     trues, masks, ce_sum, ce_count = [], [], 0.0, 0
     for batch in batches:
         batch = batch.to(device)
-        masses = batch.vocabulary.mass_tensor(device=device)
         with autocast(config, device):
             logits = run_model(model, batch)[-1]
             for name, decode in methods.items():
                 pred = decode(model, batch)
                 decoded[name][0].append(pred.cpu())
-                decoded[name][1].append(ppm_errors(pred, masses, batch.precursor_mz, batch.charge, isotope_errors).cpu())
+                decoded[name][1].append(ppm_errors(pred, objective.token_masses, batch.precursor_mz, batch.charge,
+                                                   isotope_errors).cpu())
         targets = objective.ce_targets(batch)
         ce_sum += float(torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, reduction="sum"))
         ce_count += int((targets != -100).sum())
@@ -160,7 +160,7 @@ def evaluate(model, batches: list[SpectrumBatch], objective: Objective, config: 
         masks.append(batch.mask.cpu())
     model.train(was_training)
     true, mask = torch.cat(trues), torch.cat(masks)
-    masses = batches[0].vocabulary.mass_tensor()
+    masses = objective.token_masses.cpu()
     out = {"ce": ce_sum / max(ce_count, 1)}
     for name, (preds, ppms) in decoded.items():
         metrics = _decoded_metrics(torch.cat(preds), true, mask, torch.cat(ppms), masses, tolerance)
@@ -278,14 +278,14 @@ def _run(config: TrainConfig, out_dir: Path, resume, stop_after, extra_validatio
             means = dict(zip(STEP_VALUES, (distributed.sum_across(sums, placement) / (counted * placement.world)).tolist()))
             sums.zero_()
             counted = 0
-            balancer.update({"ce": means["ce"], "spectrum": means["spectrum_loss"],
-                             "precursor": means["precursor_loss"]}, weights)
+            interval_shares = balancer.update({"ce": means["ce"], "spectrum": means["spectrum_loss"],
+                                               "precursor": means["precursor_loss"]}, weights)
             timing = stopwatch.pop()
             bar.set_postfix(ce=f"{means['ce_final']:.3f}", acc=f"{means['token_accuracy']:.3f}")
             if placement.is_main:
                 last = {**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr,
                         **{f"curriculum/{k}_weight": w for k, w in weights.items()},
-                        **{f"share/{k}": v for k, v in balancer.last_shares.items()},
+                        **{f"share/{k}": v for k, v in interval_shares.items()},
                         **{f"time/{k}": v for k, v in timing.items()},
                         "time/spectra_per_s": timing["steps_per_s"] * config.batch_size * placement.world}
                 if balancer.config.enabled:
