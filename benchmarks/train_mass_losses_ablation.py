@@ -23,6 +23,10 @@ Run (GPU)::
     python -m benchmarks.train_mass_losses_ablation --steps 2000 --arm ce_only=0,1,2 --arm gradient=0,1,2 \\
         --arm seed_schedule=0 --arm seed_schedule_balanced=0 --parallel 8 --out runs/ablation
 
+Late-stage variant: ``--init-from runs/gpu/compact.pt --steps 11600`` continues a
+converged CE-only preset run (fresh AdamW moments, the cosine schedule's tail) in every arm, with
+each arm's losses from the first resumed step (the schedules above are fractions of ``--steps``).
+
 It writes ``ablation.md`` (the table), ``ablation.json`` (every run's final metrics) and
 ``ablation.png`` (every run's training curves) into ``--out``.
 """
@@ -82,6 +86,8 @@ def launch(arm: str, seed: int, args, out: Path) -> subprocess.Popen:
     (out / "arm.json").write_text(json.dumps(settings, indent=2))
     command = [sys.executable, "-m", "peptide_losses.train", "--preset", args.preset, "--config", str(out / "arm.json"),
                "--out", str(out)]
+    if args.init_from:
+        command += ["--init-from", args.init_from]
     if real_spectra_path().is_file():
         command += ["--val-data", f"real={real_spectra_path()}"]
     return subprocess.Popen(command, stdout=open(out / "train.out", "w"), stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -143,6 +149,9 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=4, help="runs at once")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="each run stops (validated) at this wall time, a guard for a fixed budget (default none)")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="every run continues this checkpoint (e.g. a CE-only preset run's compact.pt): the mass "
+                        "losses' effect on a model whose CE has converged")
     p.add_argument("--out", default="runs/ablation")
     args = p.parse_args(argv)
     load_config(args.common, preset=args.preset)  # bad settings fail here, before any run starts
@@ -174,7 +183,7 @@ def main(argv=None) -> int:
     (root / "ablation.md").write_text(text + "\n")
     plot_arms(root, root / "ablation.png")
     (root / "ablation.json").write_text(json.dumps(
-        {"preset": args.preset, "steps": args.steps, "arms": {a: ARMS[a] for a in results}, "failed": failed,
+        {"preset": args.preset, "steps": args.steps, "init_from": args.init_from, "arms": {a: ARMS[a] for a in results}, "failed": failed,
          "results": results}, indent=2, sort_keys=True))
     return 1 if failed else 0
 

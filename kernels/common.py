@@ -262,8 +262,8 @@ def _mass_backward_kernel(
     masses_ptr, stride_m,
     mask_ptr, stride_mb, stride_ml,
     grad_loss_ptr, stride_g,
-    denominator_ptr,
-    grad_mass_ptr,
+    denominator_ptr, denominator_index,
+    grad_mass_ptr, grad_mass_offset,
     grad_ptr,
     B, L, N,
     V: tl.constexpr, ALIGN: tl.constexpr, X_CONTIGUOUS: tl.constexpr, DIVIDE: tl.constexpr,
@@ -276,8 +276,9 @@ def _mass_backward_kernel(
         mass_index = s.to(tl.int64) * L + l
     else:
         mass_index = s
-    coef = _upstream(grad_loss_ptr, stride_g, denominator_ptr, s, in_bounds, DIVIDE, COMPUTE)
-    coef = tl.where(active, coef * tl.load(grad_mass_ptr + mass_index, mask=in_bounds, other=0.0), 0.0)
+    coef = _upstream(grad_loss_ptr, stride_g, denominator_ptr + denominator_index, s, in_bounds, DIVIDE, COMPUTE)
+    coef = tl.where(active, coef * tl.load(grad_mass_ptr + grad_mass_offset + mass_index, mask=in_bounds, other=0.0),
+                    0.0)
     if FROM_LOGITS:
         _store_logit_gradient(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, grad_ptr,
                               local, s, l, in_bounds, active, coef, L, N, V, ALIGN, X_CONTIGUOUS, COMPUTE,
@@ -297,6 +298,9 @@ def mass_backward(
     *,
     config: dict | None,
     loss: str,
+    per_position: bool,
+    grad_mass_offset: int = 0,
+    denominator_index: int = 0,
 ) -> torch.Tensor:
     """Gradient w.r.t. ``x`` of ``sum_b grad_loss[b] / denominator * loss[b]`` from d loss_b / d (residue mass).
 
@@ -308,9 +312,12 @@ def mass_backward(
             (B, L) Da with masses None; the (B, L) bool mask.
         grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too), or a 0-dim
             one for every spectrum.
-        grad_mass: contiguous d loss_b / d m_l in 1/Da: (B,) when it is the same
-            at every position of a spectrum (precursor), else (B, L).
-        denominator: a one-element tensor (the mean's), or None for 1.
+        grad_mass: contiguous d loss_b / d m_l in 1/Da, read from element
+            ``grad_mass_offset`` of this tensor on: (B, L) values if ``per_position``,
+            else (B,), one per spectrum, the same at each of its positions (precursor).
+        denominator: the mean's denominator at element ``denominator_index`` of
+            this tensor, or None for 1. (Offsets into the forward's output instead
+            of views of it: each view is an operator call of host time per step.)
         config: a :func:`row_config` result, or None for the default.
         loss: the loss's name, for error messages.
     """
@@ -323,10 +330,10 @@ def mass_backward(
             mask, mask.stride(0), mask.stride(1),
             # A 0-dim upstream gradient (of a "sum" or "mean") is every spectrum's: stride 0.
             grad_loss, grad_loss.stride(0) if grad_loss.ndim else 0,
-            grad_loss if denominator is None else denominator,
-            grad_mass, grad,
+            grad_loss if denominator is None else denominator, denominator_index,
+            grad_mass, grad_mass_offset, grad,
             batch, length, x.numel(), V=x.shape[2] if masses is not None else 1,
-            X_CONTIGUOUS=x.is_contiguous(), DIVIDE=denominator is not None, PER_POSITION=grad_mass.ndim == 2,
+            X_CONTIGUOUS=x.is_contiguous(), DIVIDE=denominator is not None, PER_POSITION=per_position,
             FROM_LOGITS=masses is not None, COMPUTE=compute_dtype(x), enable_fp_fusion=False, **cfg,
         )
     return grad

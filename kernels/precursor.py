@@ -168,13 +168,17 @@ def precursor_backward(
     denominator: torch.Tensor | None = None,
     *,
     config: dict | None = None,
+    grad_mass_offset: int = 0,
+    denominator_index: int = 0,
 ) -> torch.Tensor:
     """Gradient of ``sum_b grad_loss[b] * loss[b] / denominator`` w.r.t. ``x``, contiguous, in x's dtype.
 
     Args:
         x, masses, mask: as given to :func:`precursor_forward`.
         grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too).
-        dloss_dmass: (B,) contiguous, row 1 of :func:`precursor_forward`'s output.
-        denominator: a one-element tensor (the mean's), or None for 1.
+        dloss_dmass: (B,) contiguous from element ``grad_mass_offset`` on: row 1 of
+            :func:`precursor_forward`'s output, or that output itself with offset B.
+        denominator: the mean's denominator at element ``denominator_index``, or None for 1.
     """
-    return mass_backward(x, masses, mask, grad_loss, dloss_dmass, denominator, config=config, loss="precursor")
+    return mass_backward(x, masses, mask, grad_loss, dloss_dmass, denominator, config=config, loss="precursor",
+                         per_position=False, grad_mass_offset=grad_mass_offset, denominator_index=denominator_index)

@@ -478,6 +478,7 @@ def spectrum_backward(
     denominator: torch.Tensor | None = None,
     *,
     config: dict | None = None,
+    denominator_index: int = 0,
 ) -> torch.Tensor:
     """Gradient of ``sum_b grad_loss[b] * loss[b] / denominator`` w.r.t. ``x``, contiguous, in x's dtype.
 
@@ -485,7 +486,9 @@ def spectrum_backward(
         x, masses, mask: as given to :func:`spectrum_forward`.
         grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too).
         grad_mass: (B, L) contiguous, from :func:`spectrum_forward` with ``need_grad``.
-        denominator: a one-element tensor (the mean's), or None for 1.
+        denominator: the mean's denominator at element ``denominator_index`` (e.g. the reduced
+            rows of :func:`spectrum_forward`), or None for 1.
         config: a :func:`~peptide_losses.kernels.common.row_config` result, to override the default.
     """
-    return mass_backward(x, masses, mask, grad_loss, grad_mass, denominator, config=config, loss="spectrum")
+    return mass_backward(x, masses, mask, grad_loss, grad_mass, denominator, config=config, loss="spectrum",
+                         per_position=True, denominator_index=denominator_index)

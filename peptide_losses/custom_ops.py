@@ -75,9 +75,10 @@ def _eager_function(eager_forward: Callable, backward: Callable) -> type:
     class EagerLoss(torch.autograd.Function):
         @staticmethod
         def forward(ctx, options, x, masses, mask, *rest):
-            loss, grad_mass, denominator = eager_forward(options, x, masses, mask, *rest)
+            loss, grad_mass, denominator, offsets = eager_forward(options, x, masses, mask, *rest)
             ctx.save_for_backward(x, masses, mask, grad_mass, denominator)
             ctx.n_rest = len(rest)
+            ctx.offsets = offsets
             return loss
 
         @staticmethod
@@ -87,7 +88,7 @@ def _eager_function(eager_forward: Callable, backward: Callable) -> type:
                 return (None, *nothing)
             x, masses, mask, grad_mass, denominator = ctx.saved_tensors
             # grad is (B,) for reduction "none", else 0-dim: the same weight for every spectrum.
-            return (None, backward(x, masses, mask, grad, grad_mass, denominator), *nothing[1:])
+            return (None, backward(x, masses, mask, grad, grad_mass, denominator, **ctx.offsets), *nothing[1:])
 
     return EagerLoss
 
@@ -148,14 +149,15 @@ def register_loss(
         forward_fake: shapes and dtypes of ``forward``'s outputs from the
             arguments' (no data-dependent shape), for the ``custom_op`` API.
         backward: the backward launcher, ``(x, masses, mask, grad_loss (B,),
-            grad_mass, denominator=None) -> grad_x`` contiguous in x's shape and
+            grad_mass, denominator=None, **offsets) -> grad_x`` contiguous in x's shape and
             dtype, the gradient of ``sum_b grad_loss[b] * loss[b] / denominator``.
         mass_gradient: picks grad_mass from ``forward``'s outputs (as a tuple).
         loss_rows: picks (per-spectrum loss (B,), counted flags (B,)) from
             them; the loss must be row 0 of the first output.
         eager_forward: ``(options, x, masses, mask, *data, *flags) -> (loss, grad_mass,
-            denominator or None)`` for the eager path: the reduced loss (``options.reduction``)
-            from one launch, what the backward launcher takes, and the mean's denominator.
+            denominator or None, offsets)`` for the eager path: the reduced loss (``options.reduction``)
+            from one launch, the tensors holding what the backward launcher takes (grad_mass and
+            the mean's denominator) and the keyword offsets into them it is called with.
 
     Returns:
         A :class:`LossOperator`; gradients flow to ``x`` only.

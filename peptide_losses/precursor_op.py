@@ -1,10 +1,11 @@
 """The fused precursor mass loss as the custom operators ``peptide_losses::precursor_mass_loss_*``.
 
-Forward keeps only per-spectrum scalars (dloss/dM, shape (B,)) for backward,
-which recomputes the softmax from the logits. Eager calls reduce inside the
-forward kernel; under torch.compile the reduction is the reference's torch ops
-(no host sync either way). How the operators are
-registered (and what torch.compile sees) is :mod:`peptide_losses.custom_ops`.
+Forward keeps only per-spectrum numbers for backward (its (3B [+ 2]) output,
+of which backward reads dloss/dM and the mean's denominator); backward
+recomputes the softmax from the logits. Eager calls reduce inside the forward
+kernel; under torch.compile the reduction is the reference's torch ops (no
+host sync either way). How the operators are registered (and what
+torch.compile sees) is :mod:`peptide_losses.custom_ops`.
 """
 
 from __future__ import annotations
@@ -36,13 +37,16 @@ def _forward_fake(x, masses, mask, precursor_mz, charge, scale, isotope_errors):
 
 
 def _eager_forward(options: PrecursorOptions, x, masses, mask, precursor_mz, charge):
-    """(loss, dloss/dM (B,), the mean's denominator or None) from one launch."""
+    """(loss, the output holding dloss/dM (B,), the same or None for the mean's denominator, their offsets)
+    from one launch: dloss/dM is row 1, at element B of either layout."""
     batch = x.shape[0]
     out = precursor_forward(x, masses, mask, precursor_mz, charge, scale=options.scale,
                             isotope_errors=options.isotope_errors, reduction=options.reduction)
     if options.reduction == "none":
-        return out[0], out[1], None
-    return out[3 * batch], out[batch:2 * batch], out[3 * batch + 1] if options.reduction == "mean" else None
+        return out[0], out, None, {"grad_mass_offset": batch}
+    if options.reduction == "sum":
+        return out[3 * batch], out, None, {"grad_mass_offset": batch}
+    return out[3 * batch], out, out, {"grad_mass_offset": batch, "denominator_index": 3 * batch + 1}
 
 
 #: (options, (x, masses, mask, precursor_mz, charge)) -> loss. Its operator ``.op``

@@ -47,13 +47,15 @@ def _forward_fake(x, masses, mask, mz, intensity, peak_mask, ion_types, charges,
 
 
 def _eager_forward(options: SpectrumOptions, x, masses, mask, mz, intensity, peak_mask, need_grad):
-    """(loss, dloss_b/dm_l (B, L), the mean's denominator or None) from one launch."""
+    """(loss, dloss_b/dm_l (B, L), the rows holding the mean's denominator or None, its index) from one launch."""
     batch = x.shape[0]
     rows, grad_mass = spectrum_forward(x, masses, mask, mz, intensity, peak_mask, **options.loss_options(),
                                        need_grad=need_grad, reduction=options.reduction)
     if options.reduction == "none":
-        return rows[0], grad_mass, None
-    return rows[2 * batch], grad_mass, rows[2 * batch + 1] if options.reduction == "mean" else None
+        return rows[0], grad_mass, None, {}
+    if options.reduction == "sum":
+        return rows[2 * batch], grad_mass, None, {}
+    return rows[2 * batch], grad_mass, rows, {"denominator_index": 2 * batch + 1}
 
 
 #: (options, (x, masses, mask, mz, intensity, peak_mask), (need_grad,)) -> loss. Its operator ``.op``

@@ -337,7 +337,8 @@ def test_non_contiguous_inputs():
 
 @pytest.mark.parametrize("entry", ("logits", "residue_masses"))
 def test_backward_keeps_only_per_spectrum_scalars(entry):
-    """Besides the inputs themselves, autograd saves nothing larger than (B,)."""
+    """Besides the inputs themselves, autograd saves only per-spectrum numbers: the forward's rows
+    (loss, dloss/dM, counted: 3B) and the reduction's two, kept whole rather than as views of it."""
     case = make_case(5, 9, 12, torch.bfloat16, seed=4, entry=entry)
     x = case.x.clone().requires_grad_(True)
     inputs = {t.data_ptr() for t in (x, case.masses, case.mask) if t is not None}
@@ -345,7 +346,7 @@ def test_backward_keeps_only_per_spectrum_scalars(entry):
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         loss = kernel_loss(case, x)
     extra = [t for t in saved if t.data_ptr() not in inputs]
-    assert saved and all(t.numel() <= x.shape[0] for t in extra), [tuple(t.shape) for t in extra]
+    assert saved and all(t.numel() <= 3 * x.shape[0] + 2 for t in extra), [tuple(t.shape) for t in extra]
     loss.backward()  # from what was saved: the reference's gradient
     x_r = case.x.clone().requires_grad_(True)
     reference_loss(case, x_r).backward()

@@ -201,6 +201,30 @@ def test_resume_refuses_another_vocabulary_or_model_and_writes_nothing(tmp_path,
     assert after == before
 
 
+def test_init_from_continues_a_checkpoint_under_new_settings(tmp_path):
+    """--init-from: the checkpoint's weights and step, this command's losses (here the mass losses
+    turned on, as the late-stage ablation does); another model shape, or --resume with it, is refused."""
+    base = write_config(tmp_path, steps=6, checkpoint_every=3, logging={"every": 1})
+    out = tmp_path / "base"
+    main(["--config", str(base), "--out", str(out), "--stop-after", "3"])
+    weights = {"spectrum_weights": [0.1], "precursor_weights": [0.1]}
+    late = tmp_path / "late.json"
+    late.write_text(json.dumps(tiny(steps=6, logging={"every": 1}, schedule=weights,
+                                    losses={"weighting": "gradient"})))
+    continued = tmp_path / "late"
+    main(["--config", str(late), "--init-from", str(out / "compact.pt"), "--out", str(continued)])
+    records = read_records(continued)
+    assert [r["step"] for r in records if "train/ce" in r] == [4, 5, 6]
+    assert all(r["curriculum/spectrum_weight"] == 0.1 for r in records if "train/ce" in r)
+    assert load_checkpoint(continued)["config"]["losses"]["weighting"] == "gradient"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(tiny(steps=6, model={"dim": 128})))
+    with pytest.raises(ValueError, match=r"model\.dim \(checkpoint 64, this run 128\)"):
+        main(["--config", str(other), "--init-from", str(out / "compact.pt"), "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="pass one of them"):
+        main(["--init-from", str(out / "compact.pt"), "--resume", str(out)])
+
+
 def test_diagnosis_reports_each_loss_weight_and_share():
     config = load_config(overrides=tiny(steps=100, schedule=SEED_SCHEDULE))
     vocabulary = Vocabulary.default()

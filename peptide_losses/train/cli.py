@@ -47,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
                    help="annotated MGF to validate on as well (repeatable)")
     p.add_argument("--out", help="run folder (default runs/<date-time>, or the resumed run's folder)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="checkpoint file or run folder to continue exactly")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="continue this checkpoint's weights and step under this command's settings (--preset, "
+                        "--config), e.g. a converged cross-entropy run with the mass losses added; the model "
+                        "settings must be the checkpoint's")
     p.add_argument("--stop-after", type=int, metavar="STEP",
                    help="stop with a checkpoint at this step (continue later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,6 +83,8 @@ def _named_paths(values: list[str]) -> dict[str, str]:
 
 def _config(args):
     """The run's config: the checkpoint's when resuming (CLI options still apply), else defaults + file."""
+    if args.resume and args.init_from:
+        raise ValueError("--resume continues a run as it was, --init-from under new settings: pass one of them")
     if args.resume:
         settings = load_checkpoint(args.resume)["config"]
         if args.config or args.preset:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     if args.diagnose:
-        print(run_diagnosis(config, args.resume))
+        print(run_diagnosis(config, args.resume or args.init_from))
         return 0
     from .trainer import train
 
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     package_log.addHandler(handler)
     try:
         log.info("run folder %s", out)
-        final = train(config, out, resume=args.resume, stop_after=args.stop_after,
+        final = train(config, out, resume=args.resume or args.init_from, stop_after=args.stop_after,
                       extra_validation=_named_paths(args.val_data))
         for name in sorted(final):
             log.info("%s = %.5g", name, final[name])
