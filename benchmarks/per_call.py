@@ -180,13 +180,13 @@ def write_report(folder: Path, environment: dict, floor_ms: float, rows: list[di
         cells = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else r.get("error", "-") if k == "fwd+bwd ms" else "-"
                  for k in ("fwd+bwd ms", f"{GRAPH} ms")]
         table.append(f"| {r['case']} | {r['impl']} | {cells[0]} | {cells[1]} | {r.get('loss', '-')} |")
+    case_floors = dict.fromkeys(r["host floor ms"] for r in rows if "host floor ms" in r)
     text = "\n".join([
         f"# Per-call cost of the losses ({environment['device']})", "",
         f"torch {environment['torch']}, triton {environment['triton']}, {environment['date']}; "
         f"lean launch {'available' if launch.ENABLED else 'not available'}; "
         f"host floor `grad(x.sum(), x)` {floor_ms:.3f} ms at the start, again before each case "
-        f"({', '.join(f'{f:.3f}' for f in dict.fromkeys(r['host floor ms'] for r in rows if 'host floor ms' in r))} ms). "
-        f"Produced by `python -m benchmarks.per_call`.", "",
+        f"({', '.join(f'{f:.3f}' for f in case_floors)} ms). Produced by `python -m benchmarks.per_call`.", "",
         *table, "", "## Goals (issue 16)", "", *goal_lines(rows, floor_ms), ""])
     (folder / "per_call.md").write_text(text)
     return folder / "per_call.md"

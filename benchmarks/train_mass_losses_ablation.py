@@ -183,8 +183,8 @@ def main(argv=None) -> int:
     (root / "ablation.md").write_text(text + "\n")
     plot_arms(root, root / "ablation.png")
     (root / "ablation.json").write_text(json.dumps(
-        {"preset": args.preset, "steps": args.steps, "init_from": args.init_from, "arms": {a: ARMS[a] for a in results}, "failed": failed,
-         "results": results}, indent=2, sort_keys=True))
+        {"preset": args.preset, "steps": args.steps, "init_from": args.init_from,
+         "arms": {a: ARMS[a] for a in results}, "failed": failed, "results": results}, indent=2, sort_keys=True))
     return 1 if failed else 0
 
 
