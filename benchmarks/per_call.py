@@ -1,6 +1,6 @@
 """What an eager training loop pays per loss call, side by side in one process (issue 16).
 
-``python -m benchmarks.per_call`` (GPU, about 3 minutes) measures, at spectrum
+``python -m benchmarks.per_call`` (GPU, about a minute) measures, at spectrum
 B=1024 L=32 N=512 and precursor B=1024 L=32 (V=29, b/y, charges 1-2, fp32,
 from logits with ``requires_grad``):
 
@@ -11,8 +11,9 @@ from logits with ``requires_grad``):
 for ours with the default options, ``check_values=False``, ``check_values=True``
 (one host sync) and the default with launches through Triton's JIT
 (:mod:`peptide_losses.kernels.launch` off), the plain-PyTorch loss
-(:mod:`peptide_losses.reference`) eager and under ``torch.compile``, and the host
-floor ``grad(x.sum(), x)``. Then one training step of the slim trainer (its
+(:mod:`peptide_losses.reference`) eager and under ``torch.compile``, the host
+floor ``grad(x.sum(), x)`` and a do-nothing Python ``autograd.Function``, all
+timed in turns, call by call (the host's speed drifts; ratios stay paired). Then one training step of the slim trainer (its
 model, CE, both losses at default options, backward, AdamW) under
 ``torch.cuda.set_sync_debug_mode("error")``: does it run without a host sync.
 
@@ -24,7 +25,6 @@ Triton interpreter (checks the pipeline only).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from .grid import Case, precursor_case, spectrum_case
 from .implementations import reference_loss, spectrum_options
 from .measure import input_sets
 from .run import interpreter_if_cpu
-from .timing import L2Flush, TimingSettings, capture_graph, host_floor_ms, time_step
+from .timing import L2Flush, TimingSettings, capture_graph, host_floor_ms, time_interleaved, time_step
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 CASES = {"cuda": (spectrum_case(1024, 32, 512), precursor_case(1024, 32)),
@@ -52,8 +52,11 @@ OURS = {"ours default": {}, "ours check_values=False": dict(check_values=False),
 #: Graph replay (device time) of ours before issue 16, H200 (torch 2.11, triton 3.6), from the issue:
 #: goal 3 allows 5 % more.
 GRAPH_BEFORE_MS = {"spectrum B=1024 L=32 N=512 by z1-2 fp32": 0.064, "precursor B=1024 L=32 fp32": 0.021}
-#: Implementations whose graph replay runs the same kernels as "ours default": not replayed again.
-LATENCY_ONLY = ("ours check_values=True", "ours JIT launch")
+#: The reference steps timed in turns with every implementation: ``grad(x.sum(), x)`` on one
+#: element (an op each way through the autograd engine), and a do-nothing Python autograd.Function.
+HOST_FLOOR, FUNCTION_FLOOR = "host floor", "autograd.Function floor"
+#: Steps whose graph replay runs the same kernels as "ours default", or none worth timing: not replayed.
+LATENCY_ONLY = ("ours check_values=True", "ours JIT launch", HOST_FLOOR, FUNCTION_FLOOR)
 GRAPH = "fwd+bwd graph"
 
 
@@ -68,13 +71,26 @@ def ours(case: Case, **extra):
                                                     mask=b.mask, **extra)
 
 
-@contextlib.contextmanager
-def lean_launch(enabled: bool):
-    previous, launch.ENABLED = launch.ENABLED, enabled and launch.ENABLED
-    try:
-        yield
-    finally:
-        launch.ENABLED = previous
+class _EmptyFunction(torch.autograd.Function):
+    """The least any loss written as a Python ``autograd.Function`` pays per call: one allocation
+    each way, no kernel, no argument checks."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.new_empty(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.empty_like(x)
+
+
+def floors(device: torch.device) -> dict:
+    """The two reference steps every implementation is paired with, as functions of a batch."""
+    one = torch.ones(1, device=device, requires_grad=True)
+    return {HOST_FLOOR: lambda b: torch.autograd.grad(one.sum(), one),
+            FUNCTION_FLOOR: lambda b: torch.autograd.grad(_EmptyFunction.apply(b.logits), b.logits)}
 
 
 def implementations(case: Case) -> dict:
@@ -88,27 +104,47 @@ def implementations(case: Case) -> dict:
 
 
 def measure_case(case: Case, device: torch.device, settings: TimingSettings, flush: L2Flush) -> list[dict]:
+    """Latency of every implementation and both floors, timed in turns (paired: the host's speed
+    drifts), then the graph replay of each implementation that runs other kernels."""
     sets = input_sets(case, device)
-    rows = []
-    for name, loss_fn in implementations(case).items():
-        def step(b, loss_fn=loss_fn):
-            return torch.autograd.grad(loss_fn(b), b.logits)
+    lean_available = launch.ENABLED
+    steps, rows = {}, {}
 
-        with lean_launch(name != "ours JIT launch"):
-            row = dict(case=case.label(), impl=name)
+    def prepare_for(name: str):
+        lean = lean_available and name != "ours JIT launch"
+
+        def prepare(i: int):
+            launch.ENABLED = lean  # untimed, right before this implementation's call
+            return sets[i % len(sets)]
+        return prepare
+
+    try:
+        losses = implementations(case)
+        step_fns = {**{name: (lambda b, fn=fn: torch.autograd.grad(fn(b), b.logits)) for name, fn in losses.items()},
+                    **floors(device)}
+        for name, step in step_fns.items():
+            row = rows[name] = dict(case=case.label(), impl=name)
             try:
-                row["loss"] = float(loss_fn(sets[0]).detach())
-                row["fwd+bwd ms"] = time_step(lambda i: sets[i % len(sets)], step, device, settings,
-                                              flush).median_ms
-                if device.type == "cuda" and name not in LATENCY_ONLY:
-                    graph, _ = capture_graph(lambda: step(sets[0]))
-                    row[f"{GRAPH} ms"] = time_step(lambda i: graph, lambda g: g.replay(), device, settings,
-                                                   flush).median_ms
+                batch = prepare_for(name)(0)
+                if name in losses:
+                    row["loss"] = float(losses[name](batch).detach())
+                step(batch)
+                steps[name] = (prepare_for(name), step)
             except Exception as exc:  # noqa: BLE001 - a row says what failed, the run goes on
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        rows.append(row)
+        for name, timing in time_interleaved(steps, device, settings, flush).items():
+            rows[name]["fwd+bwd ms"] = timing.median_ms
+        for name, (prepare, step) in steps.items():
+            if device.type == "cuda" and name not in LATENCY_ONLY:
+                batch = prepare(0)
+                graph, _ = capture_graph(lambda: step(batch))
+                rows[name][f"{GRAPH} ms"] = time_step(lambda i: graph, lambda g: g.replay(), device, settings,
+                                                     flush).median_ms
+    finally:
+        launch.ENABLED = lean_available
+    for row in rows.values():
         print(json.dumps(row), flush=True)
-    return rows
+    return list(rows.values())
 
 
 def train_step_without_sync(device: torch.device, settings: TimingSettings, batch_size: int) -> dict:
@@ -141,7 +177,8 @@ def train_step_without_sync(device: torch.device, settings: TimingSettings, batc
 
 
 def goal_lines(rows: list[dict], floor_ms: float) -> list[str]:
-    """Issue 16's goals 1 and 2 on these rows."""
+    """Issue 16's goals on these rows; a case's own host-floor row (timed in turns with it) is its
+    floor, ``floor_ms`` (the run's first) where it has none."""
     lines = []
     for case in dict.fromkeys(r["case"] for r in rows if "impl" in r and r["impl"] == "compile"):
         by_impl = {r["impl"]: r for r in rows if r["case"] == case}
@@ -149,12 +186,14 @@ def goal_lines(rows: list[dict], floor_ms: float) -> list[str]:
         if ours_ms is None or compiled is None:
             lines.append(f"- {case}: not measured")
             continue
-        case_floor = by_impl["ours default"].get("host floor ms", floor_ms)
+        case_floor = by_impl.get(HOST_FLOOR, {}).get("fwd+bwd ms", floor_ms)
+        function_floor = by_impl.get(FUNCTION_FLOOR, {}).get("fwd+bwd ms")
         met = ours_ms <= 0.5 * compiled and ours_ms <= 2.5 * case_floor
         lines.append(f"- {case}: ours {ours_ms:.3f} ms = {ours_ms / compiled:.2f}x torch.compile "
-                     f"({compiled:.3f} ms), {ours_ms / case_floor:.2f}x the host floor ({case_floor:.3f} ms, "
-                     f"measured before the case), {ours_ms / floor_ms:.2f}x the run's first floor: "
-                     f"{'met' if met else 'missed'} (goal: <= 0.5x and <= 2.5x)")
+                     f"({compiled:.3f} ms), {ours_ms / case_floor:.2f}x the host floor ({case_floor:.3f} ms): "
+                     f"{'met' if met else 'missed'} (goal: <= 0.5x and <= 2.5x)"
+                     + (f"; {ours_ms / function_floor:.2f}x a do-nothing autograd.Function ({function_floor:.3f} ms), "
+                        f"which is {function_floor / case_floor:.2f}x the host floor" if function_floor else ""))
         graph_ms, before = by_impl["ours default"].get(f"{GRAPH} ms"), GRAPH_BEFORE_MS.get(case)
         if graph_ms is not None and before is not None:
             lines.append(f"- {case}: graph replay {graph_ms:.4f} ms, {graph_ms / before:.2f}x the issue's H200 "
@@ -180,13 +219,13 @@ def write_report(folder: Path, environment: dict, floor_ms: float, rows: list[di
         cells = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else r.get("error", "-") if k == "fwd+bwd ms" else "-"
                  for k in ("fwd+bwd ms", f"{GRAPH} ms")]
         table.append(f"| {r['case']} | {r['impl']} | {cells[0]} | {cells[1]} | {r.get('loss', '-')} |")
-    case_floors = dict.fromkeys(r["host floor ms"] for r in rows if "host floor ms" in r)
     text = "\n".join([
         f"# Per-call cost of the losses ({environment['device']})", "",
         f"torch {environment['torch']}, triton {environment['triton']}, {environment['date']}; "
         f"lean launch {'available' if launch.ENABLED else 'not available'}; "
-        f"host floor `grad(x.sum(), x)` {floor_ms:.3f} ms at the start, again before each case "
-        f"({', '.join(f'{f:.3f}' for f in case_floors)} ms). Produced by `python -m benchmarks.per_call`.", "",
+        f"host floor `grad(x.sum(), x)` {floor_ms:.3f} ms at the start. Latencies are medians of calls timed in "
+        f"turns, so each case's floors ({HOST_FLOOR}, {FUNCTION_FLOOR}) saw the same host as its implementations. "
+        f"Produced by `python -m benchmarks.per_call`.", "",
         *table, "", "## Goals (issue 16)", "", *goal_lines(rows, floor_ms), ""])
     (folder / "per_call.md").write_text(text)
     return folder / "per_call.md"
@@ -207,10 +246,7 @@ def main(argv: list[str] | None = None) -> Path:
     with interpreter_if_cpu(device):
         rows = []
         for case in CASES[device.type]:
-            # The host's speed drifts within a run (compiled code, caches, clocks): each case is
-            # compared with the floor measured just before it, and every floor is reported.
-            case_floor = host_floor_ms(device, settings)
-            rows += [{**row, "host floor ms": case_floor} for row in measure_case(case, device, settings, flush)]
+            rows += measure_case(case, device, settings, flush)
         rows.append(train_step_without_sync(device, settings,
                                             args.train_batch or (256 if device.type == "cuda" else 8)))
     path = write_report(args.results / slug(device_name(device)), environment, floor_ms, rows)

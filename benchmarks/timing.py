@@ -132,26 +132,50 @@ def time_step(
     ``prepare(i)`` runs untimed before call ``i`` (after ``flush()``, e.g. an
     :class:`L2Flush`); only ``timed`` is inside the measured region.
     """
-    seconds_per_call = 0.0
+    return time_interleaved({"step": (prepare, timed)}, device, settings, flush)["step"]
+
+
+def time_interleaved(
+    steps: dict[str, tuple[Callable[[int], Any], Callable[[Any], Any]]],
+    device: torch.device,
+    settings: TimingSettings,
+    flush: Callable[[], None] | None = None,
+) -> dict[str, Timing]:
+    """:func:`time_step` of several ``(prepare, timed)`` steps, taking turns call by call.
+
+    A slow host's speed drifts by tens of percent within seconds (the H200
+    machine's floor measured 0.08-0.17 ms in one minute): steps timed one
+    after the other compare host states as much as code, steps timed in turns
+    see the same host, so ratios of their medians are paired.
+    """
+    seconds_per_round = 0.0
     for i in range(settings.warmup):
-        state = prepare(i)
-        synchronize(device)
         began = time.perf_counter()
-        timed(state)
-        synchronize(device)
-        seconds_per_call = time.perf_counter() - began
-        del state  # before the next prepare: two forward graphs alive at once could run out of memory
-    watch = Stopwatch(device)
-    for i in range(settings.iterations(seconds_per_call)):
-        if flush is not None:
-            flush()
-        state = prepare(i)
-        synchronize(device)
-        watch.start()
-        out = timed(state)
-        watch.stop()  # before `out` is freed, so freeing the graph is not timed
-        del out, state
-    return summarize(watch.samples_ms())
+        for prepare, timed in steps.values():
+            state = prepare(i)
+            synchronize(device)
+            timed(state)
+            synchronize(device)
+            del state  # before the next prepare: two forward graphs alive at once could run out of memory
+        seconds_per_round = time.perf_counter() - began
+    watches = {name: Stopwatch(device) for name in steps}
+    for i in range(settings.iterations(seconds_per_round)):
+        for name, (prepare, timed) in steps.items():
+            if flush is not None:
+                flush()
+            state = prepare(i)
+            synchronize(device)
+            watches[name].start()
+            out = timed(state)
+            watches[name].stop()  # before `out` is freed, so freeing the graph is not timed
+            del out, state
+    return {name: summarize(watch.samples_ms()) for name, watch in watches.items()}
+
+
+def floor_step(device: torch.device) -> tuple[Callable[[int], Any], Callable[[Any], Any]]:
+    """The host floor (:func:`host_floor_ms`) as a ``(prepare, timed)`` step for :func:`time_interleaved`."""
+    x = torch.ones(1, device=device, requires_grad=True)
+    return (lambda i: x), (lambda t: torch.autograd.grad(t.sum(), t))
 
 
 def host_floor_ms(device: torch.device, settings: TimingSettings) -> float:
@@ -161,8 +185,7 @@ def host_floor_ms(device: torch.device, settings: TimingSettings) -> float:
     forward op, the autograd engine and a backward op, which on a slow host is
     larger than the device time of a whole fused loss.
     """
-    x = torch.ones(1, device=device, requires_grad=True)
-    return time_step(lambda i: None, lambda _: torch.autograd.grad(x.sum(), x), device, settings).median_ms
+    return time_step(*floor_step(device), device, settings).median_ms
 
 
 def capture_graph(step: Callable[[], Any], warmup: int = 3) -> tuple["torch.cuda.CUDAGraph", Any]:

@@ -12,7 +12,7 @@ import torch
 
 from benchmarks import goals, grid, implementations, measure, report, roofline, run, tune
 from benchmarks.grid import Case, precursor_case, spectrum_case
-from benchmarks.timing import TimingSettings, capture_graph, summarize, time_step
+from benchmarks.timing import TimingSettings, capture_graph, summarize, time_interleaved, time_step
 
 CASE_AXES = ("batch", "length", "n_peaks", "ion_types", "charges", "dtype")
 
@@ -127,6 +127,15 @@ def test_time_step_rotates_inputs_and_times_each_call():
     timing = time_step(lambda i: prepared.append(i) or i, timed.append, torch.device("cpu"), settings)
     assert prepared == [0, 1, 0, 1, 2, 3]  # warm-up, then timed calls
     assert timed == prepared and timing.iters == 4
+
+
+def test_time_interleaved_takes_turns_call_by_call():
+    settings = TimingSettings(warmup=1, min_iters=3, max_iters=3)
+    calls = []
+    steps = {name: ((lambda i, name=name: (name, i)), calls.append) for name in ("a", "b")}
+    timings = time_interleaved(steps, torch.device("cpu"), settings)
+    assert calls == [("a", 0), ("b", 0), ("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    assert {name: t.iters for name, t in timings.items()} == {"a": 3, "b": 3}
 
 
 # ---------------------------------------------------------------- failures
@@ -284,6 +293,17 @@ def test_per_call_goals_judge_against_compile_and_the_host_floor():
     assert "no host sync (met)" in lines[3] and lines[4].endswith("synced (missed): E")
     assert lines[5].endswith("not checked (no GPU)")
     assert "missed" in per_call.goal_lines(rows[:2], floor_ms=0.1)[0]  # 3x the host floor
+
+
+def test_per_call_judges_each_case_against_the_floors_timed_in_turns_with_it():
+    from benchmarks import per_call
+
+    rows = [dict(case="a", impl="ours default", **{"fwd+bwd ms": 0.30}), dict(case="a", impl="compile", **{"fwd+bwd ms": 0.80}),
+            dict(case="a", impl=per_call.HOST_FLOOR, **{"fwd+bwd ms": 0.10}),
+            dict(case="a", impl=per_call.FUNCTION_FLOOR, **{"fwd+bwd ms": 0.15})]
+    line = per_call.goal_lines(rows, floor_ms=0.5)[0]  # the run's first floor would say 0.6x: met
+    assert "3.00x the host floor (0.100 ms): missed" in line
+    assert line.endswith("2.00x a do-nothing autograd.Function (0.150 ms), which is 1.50x the host floor")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="interpreted kernels: CPU processes only")
