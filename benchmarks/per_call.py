@@ -13,9 +13,10 @@ for ours with the default options, ``check_values=False``, ``check_values=True``
 (:mod:`peptide_losses.kernels.launch` off), the plain-PyTorch loss
 (:mod:`peptide_losses.reference`) eager and under ``torch.compile``, the host
 floor ``grad(x.sum(), x)`` and a do-nothing Python ``autograd.Function``, all
-timed in turns, call by call (the host's speed drifts; ratios stay paired). Then one training step of the slim trainer (its
-model, CE, both losses at default options, backward, AdamW) under
-``torch.cuda.set_sync_debug_mode("error")``: does it run without a host sync.
+timed in turns, call by call (the host's speed drifts; ratios stay paired).
+Then one training step of the slim trainer (its model, CE, both losses at
+default options, backward, AdamW) under ``torch.cuda.set_sync_debug_mode("error")``:
+does it run without a host sync.
 
 Writes ``benchmarks/results/<gpu>/per_call.json`` and ``per_call.md`` (with the
 issue's goals) and prints the table. ``--device cpu`` runs tiny sizes under the
@@ -103,6 +104,11 @@ def implementations(case: Case) -> dict:
             "eager": on_batch(reference), "compile": on_batch(torch.compile(reference, dynamic=False))}
 
 
+def _describe(exc: Exception) -> str:
+    """A failure as one line of a row."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
 def measure_case(case: Case, device: torch.device, settings: TimingSettings, flush: L2Flush) -> list[dict]:
     """Latency of every implementation and both floors, timed in turns (paired: the host's speed
     drifts), then the graph replay of each implementation that runs other kernels."""
@@ -131,15 +137,18 @@ def measure_case(case: Case, device: torch.device, settings: TimingSettings, flu
                 step(batch)
                 steps[name] = (prepare_for(name), step)
             except Exception as exc:  # noqa: BLE001 - a row says what failed, the run goes on
-                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                row["error"] = _describe(exc)
         for name, timing in time_interleaved(steps, device, settings, flush).items():
             rows[name]["fwd+bwd ms"] = timing.median_ms
         for name, (prepare, step) in steps.items():
             if device.type == "cuda" and name not in LATENCY_ONLY:
-                batch = prepare(0)
-                graph, _ = capture_graph(lambda: step(batch))
-                rows[name][f"{GRAPH} ms"] = time_step(lambda i: graph, lambda g: g.replay(), device, settings,
-                                                     flush).median_ms
+                try:
+                    batch = prepare(0)
+                    graph, _ = capture_graph(lambda: step(batch))
+                    rows[name][f"{GRAPH} ms"] = time_step(lambda i: graph, lambda g: g.replay(), device, settings,
+                                                         flush).median_ms
+                except Exception as exc:  # noqa: BLE001
+                    rows[name]["graph error"] = _describe(exc)
     finally:
         launch.ENABLED = lean_available
     for row in rows.values():
@@ -171,7 +180,7 @@ def train_step_without_sync(device: torch.device, settings: TimingSettings, batc
             row["sync_free"] = None  # the CPU has no host sync to detect
         row["step ms"] = time_step(lambda i: None, lambda _: step(), device, settings).median_ms
     except Exception as exc:  # noqa: BLE001
-        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        row["error"] = _describe(exc)
     print(json.dumps(row), flush=True)
     return row
 
@@ -216,8 +225,8 @@ def write_report(folder: Path, environment: dict, floor_ms: float, rows: list[di
     for r in rows:
         if "sync_free" in r:
             continue
-        cells = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else r.get("error", "-") if k == "fwd+bwd ms" else "-"
-                 for k in ("fwd+bwd ms", f"{GRAPH} ms")]
+        cells = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else r.get(error, "-")
+                 for k, error in (("fwd+bwd ms", "error"), (f"{GRAPH} ms", "graph error"))]
         table.append(f"| {r['case']} | {r['impl']} | {cells[0]} | {cells[1]} | {r.get('loss', '-')} |")
     text = "\n".join([
         f"# Per-call cost of the losses ({environment['device']})", "",
