@@ -202,10 +202,15 @@ def _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b,
 
 
 @triton.jit
-def _weights(intensity_ptr, stride_ib, stride_in, b, n, ok, POWER: tl.constexpr, COMPUTE: tl.constexpr):
+def _intensities(intensity_ptr, stride_ib, stride_in, b, n, ok, COMPUTE: tl.constexpr):
+    """Intensities of one peak tile (0 where padded: padding may hold anything)."""
+    return tl.load(intensity_ptr + b * stride_ib + n * stride_in, mask=ok, other=0.0).to(COMPUTE)
+
+
+@triton.jit
+def _weights(intensity, ok, POWER: tl.constexpr):
     """Peak weights intensity ** power, 0 at padded peaks."""
-    x = tl.load(intensity_ptr + b * stride_ib + n * stride_in, mask=ok, other=0.0).to(COMPUTE)
-    return tl.where(ok, _power(x, POWER), 0.0)
+    return tl.where(ok, _power(intensity, POWER), 0.0)
 
 
 # The packed series codes change with the options only; specialising on their values
@@ -258,8 +263,8 @@ def _spectrum_fwd_kernel(
     for n0 in range(0, N, BLOCK_N):
         n, ok, peak_mz = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
                                 COMPUTE, BLOCK_N)
-        total_weight += tl.sum(_weights(intensity_ptr, stride_ib, stride_in, b, n, ok, POWER, COMPUTE), axis=0)
-        peak_intensity = tl.load(intensity_ptr + b * stride_ib + n * stride_in, mask=ok, other=0.0).to(COMPUTE)
+        peak_intensity = _intensities(intensity_ptr, stride_ib, stride_in, b, n, ok, COMPUTE)
+        total_weight += tl.sum(_weights(peak_intensity, ok, POWER), axis=0)
         bad_peak = ok & (~_positive_finite(peak_mz) | ~((peak_intensity >= 0) & _finite(peak_intensity)))
         bad = bad | (tl.max(bad_peak.to(tl.int32), axis=0) > 0)
         n_peaks += tl.sum(ok.to(tl.int32), axis=0)
@@ -283,7 +288,7 @@ def _spectrum_fwd_kernel(
         for n0 in range(0, peak_end, BLOCK_N):
             n, ok, o = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
                               COMPUTE, BLOCK_N)
-            w = _weights(intensity_ptr, stride_ib, stride_in, b, n, ok, POWER, COMPUTE)
+            w = _weights(_intensities(intensity_ptr, stride_ib, stride_in, b, n, ok, COMPUTE), ok, POWER)
             best = tl.full([BLOCK_N], float("inf"), COMPUTE)
             best_j = tl.zeros([BLOCK_N], tl.int32)
             for s in range(0, n_series):
