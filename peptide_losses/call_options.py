@@ -1,8 +1,10 @@
 """A loss call's options, checked and converted once per distinct value.
 
 The functional entry points look options up here on every call (a dict lookup
-once seen); the modules look theirs up once, when built. Under torch.compile
-they are built afresh (constant-folded by the tracer, no global state).
+once seen); the modules check theirs when built, so a bad option fails at
+construction, and their calls go through the functional lookup. Under
+torch.compile they are built afresh (constant-folded by the tracer, no global
+state).
 """
 
 from __future__ import annotations
