@@ -224,7 +224,7 @@ def _spectrum_fwd_kernel(
     intensity_ptr, stride_ib, stride_in,
     peak_mask_ptr, stride_pb, stride_pn,
     out_ptr, grad_mass_ptr, ions_ptr, counter_ptr,
-    B, L, N, x_numel,
+    B, L, N, x_numel, rows_per_spectrum,
     types_code, charges_code, n_charges, n_series,
     OBSERVED: tl.constexpr, THEORETICAL: tl.constexpr, PPM: tl.constexpr, TAU: tl.constexpr,
     POWER: tl.constexpr, FROM_LOGITS: tl.constexpr, NEED_GRAD: tl.constexpr, COMPUTE: tl.constexpr,
@@ -232,6 +232,8 @@ def _spectrum_fwd_kernel(
     X_CONTIGUOUS: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
+    # Candidate scoring gives K rows of masses per spectrum: row b reads the peaks of spectrum b // K.
+    spectrum = b // rows_per_spectrum
     # ---- expected masses, prefix / suffix sums, valid slots (reference.fragment_mz)
     local, s1, l, in_bounds = _rows(B, L, 1, BLOCK_L)
     active = _active_rows(mask_ptr, stride_mb, stride_ml, s1, l, in_bounds)
@@ -261,9 +263,9 @@ def _spectrum_fwd_kernel(
     n_peaks = tl.zeros((), tl.int32)
     peak_end = tl.zeros((), tl.int32)
     for n0 in range(0, N, BLOCK_N):
-        n, ok, peak_mz = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
+        n, ok, peak_mz = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, spectrum, n0, N,
                                 COMPUTE, BLOCK_N)
-        peak_intensity = _intensities(intensity_ptr, stride_ib, stride_in, b, n, ok, COMPUTE)
+        peak_intensity = _intensities(intensity_ptr, stride_ib, stride_in, spectrum, n, ok, COMPUTE)
         total_weight += tl.sum(_weights(peak_intensity, ok, POWER), axis=0)
         bad_peak = ok & (~_positive_finite(peak_mz) | ~((peak_intensity >= 0) & _finite(peak_intensity)))
         bad = bad | (tl.max(bad_peak.to(tl.int32), axis=0) > 0)
@@ -286,9 +288,9 @@ def _spectrum_fwd_kernel(
         weight_norm = tl.where(counted, total_weight, 1.0)
         weighted = tl.zeros((), COMPUTE)
         for n0 in range(0, peak_end, BLOCK_N):
-            n, ok, o = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
+            n, ok, o = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, spectrum, n0, N,
                               COMPUTE, BLOCK_N)
-            w = _weights(_intensities(intensity_ptr, stride_ib, stride_in, b, n, ok, COMPUTE), ok, POWER)
+            w = _weights(_intensities(intensity_ptr, stride_ib, stride_in, spectrum, n, ok, COMPUTE), ok, POWER)
             best = tl.full([BLOCK_N], float("inf"), COMPUTE)
             best_j = tl.zeros([BLOCK_N], tl.int32)
             for s in range(0, n_series):
@@ -325,14 +327,14 @@ def _spectrum_fwd_kernel(
             ion_best = tl.full([BLOCK_L], float("inf"), COMPUTE)
             ion_peak_mz = tl.zeros([BLOCK_L], COMPUTE)
             for n0 in range(0, peak_end, BLOCK_N):
-                n, ok, o = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, b, n0, N,
+                n, ok, o = _peaks(mz_ptr, stride_zb, stride_zn, peak_mask_ptr, stride_pb, stride_pn, spectrum, n0, N,
                                   COMPUTE, BLOCK_N)
                 tile = _distance(o[:, None], ion_mz[None, :], PPM)
                 tile = tl.where(ok[:, None] & slot_ok[None, :], tile, float("inf"))
                 tile_best, arg = tl.min(tile, axis=0, return_indices=True, return_indices_tie_break_left=True)
                 tile_closer = tile_best < ion_best
                 ion_best = tl.where(tile_closer, tile_best, ion_best)
-                tile_mz = tl.load(mz_ptr + b * stride_zb + (n0 + arg) * stride_zn, mask=tile_closer, other=0.0)
+                tile_mz = tl.load(mz_ptr + spectrum * stride_zb + (n0 + arg) * stride_zn, mask=tile_closer, other=0.0)
                 ion_peak_mz = tl.where(tile_closer, tile_mz.to(COMPUTE), ion_peak_mz)
             ion_use = _and(slot_ok, has_peak)
             ion_nearest = tl.where(ion_use, ion_best, 0.0)
@@ -411,6 +413,7 @@ def spectrum_forward(
     need_grad: bool,
     reduction: str = "none",
     config: dict | None = None,
+    rows_per_spectrum: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-spectrum loss and counted flag, and dloss_b/dm_l, of the spectrum matching loss, and their reduction.
 
@@ -423,6 +426,9 @@ def spectrum_forward(
         need_grad: also compute dloss_b/dm_l (else the second output is empty).
         reduction: ``"none"``, or ``"sum"`` / ``"mean"`` computed by the same launch.
         config: a :func:`launch_config` result, to override the default.
+        rows_per_spectrum: K, for K rows of ``x`` (candidate peptides) per spectrum: ``x``
+            and ``mask`` then have B * K rows, row r scored against spectrum r // K of
+            ``mz``, ``intensity`` and ``peak_mask`` (B rows), which are never copied.
 
     Returns:
         ``(rows, grad_mass)``, float32 (float64 for float64 ``x``). ``"none"``:
@@ -459,7 +465,7 @@ def spectrum_forward(
             intensity, intensity.stride(0), intensity.stride(1),
             peak_mask, peak_mask.stride(0), peak_mask.stride(1),
             rows, grad_mass, ions, counter(x.device) if reduce else rows,
-            batch, length, n_peaks, x.numel(),
+            batch, length, n_peaks, x.numel(), rows_per_spectrum,
             types_code, charges_code, len(charges), n_series,
             OBSERVED=observed, THEORETICAL=theoretical, PPM=distance == "ppm",
             TAU=0.0 if distance_scale is None else float(distance_scale), POWER=float(intensity_power),

@@ -236,6 +236,27 @@ def spectrum_matching_loss(
         Scalar (mean over counted spectra, or sum) or (B,) for ``"none"``, in
         Da or ppm (float32; float64 for float64 residue masses).
     """
+    options = dict(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
+                   distance_scale=distance_scale, intensity_power=intensity_power)
+    return _reduce(*spectrum_matching_rows(residue_masses, mask, mz, intensity, peak_mask, **options), reduction)
+
+
+def spectrum_matching_rows(
+    residue_masses: torch.Tensor,
+    mask: torch.Tensor,
+    mz: torch.Tensor,
+    intensity: torch.Tensor,
+    peak_mask: torch.Tensor,
+    *,
+    ion_types: Sequence[str] = SPECTRUM_DEFAULTS.ion_types,
+    charges: Sequence[int] = SPECTRUM_DEFAULTS.charges,
+    direction: str = SPECTRUM_DEFAULTS.direction,
+    distance: str = SPECTRUM_DEFAULTS.distance,
+    distance_scale: float | str | None = SPECTRUM_DEFAULTS.distance_scale,
+    intensity_power: float = SPECTRUM_DEFAULTS.intensity_power,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`spectrum_matching_loss` before its reduction: the (B,) losses and the (B,) bool
+    of the spectra that count (0 loss where not; a spectrum with a bad value counts)."""
     dtype = compute_dtype(residue_masses)
     distance_scale = resolve_distance_scale(distance, distance_scale)
     theo, theo_valid = fragment_mz(residue_masses, mask, ion_types, charges)
@@ -258,7 +279,7 @@ def spectrum_matching_loss(
     if 0 in search.shape[1:]:
         # No peak slot or no ion slot (N = 0 or L = 0): every spectrum is empty, and argmin
         # needs a non-empty axis. Times 0 keeps the zero loss in the graph, with zero gradient.
-        return _reduce(*_nan_where_bad(theo.sum(-1) * 0, counted, bad, residue_masses, mask), reduction)
+        return _nan_where_bad(theo.sum(-1) * 0, counted, bad, residue_masses, mask)
     per_spectrum = torch.zeros(theo.shape[0], dtype=dtype, device=theo.device)
     if direction in ("observed", "both"):
         nearest = diff.gather(-1, search.argmin(-1, keepdim=True)).squeeze(-1)
@@ -270,7 +291,7 @@ def spectrum_matching_loss(
         nearest = _log_scaled(torch.where(theo_valid & has_peak[:, None], nearest, 0), distance_scale)
         per_spectrum = per_spectrum + nearest.sum(-1) / theo_valid.sum(-1).clamp_min(1)
     per_spectrum = torch.where(counted, per_spectrum, 0)
-    return _reduce(*_nan_where_bad(per_spectrum, counted, bad, residue_masses, mask), reduction)
+    return _nan_where_bad(per_spectrum, counted, bad, residue_masses, mask)
 
 
 def peptide_mass(residue_masses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,18 +1,29 @@
-"""The autoregressive model and its decoders: causal teacher forcing, greedy and precursor-aware beam search."""
+"""The autoregressive model and its decoders: causal teacher forcing, greedy, the beam search and its
+reranking by the precursor and the spectrum (:mod:`peptide_losses.decoding`)."""
 
 import math
 
 import pytest
 import torch
 
-from peptide_losses import Vocabulary
+from peptide_losses import Vocabulary, reference, spectrum_scores
+from peptide_losses.decoding import beam_search, candidate_ppm, rerank, spectrum_guide
 from peptide_losses.spectra import SpectrumBatch
 from peptide_losses.train.config import load_config
 from peptide_losses.train.data import SimulatedTraining
-from peptide_losses.train.decoding import beam_search, greedy
+from peptide_losses.train.decoding import beam_candidates, beam_decodings, greedy
 from peptide_losses.train.transformer import PeptideTransformer
 
 VOCAB = Vocabulary.default()
+
+
+def precursor_beam(model, batch, beam_size, tolerance_ppm, isotope_errors=(0,)):
+    """(B, L) tokens of the precursor-aware beam (no demotion for tolerance None)."""
+    candidates = beam_candidates(model, batch, beam_size)
+    if tolerance_ppm is None:
+        return rerank(candidates.tokens, candidates.mean_log_prob()).tokens
+    ppm = candidate_ppm(candidates.tokens, VOCAB, batch.precursor_mz, batch.charge, isotope_errors)
+    return rerank(candidates.tokens, candidates.mean_log_prob(), precursor_ppm=ppm, tolerance_ppm=tolerance_ppm).tokens
 
 
 def tiny_transformer(max_length=12):
@@ -78,10 +89,10 @@ def test_beam_search_demotes_candidates_outside_the_precursor_tolerance():
     model = ScriptedModel(table, max_length=6)
     batch = one_spectrum("SK")
     assert VOCAB.decode(greedy(model, batch)[0].tolist()) == "GA"
-    assert VOCAB.decode(beam_search(model, batch, beam_size=3, tolerance_ppm=None)[0].tolist()) == "GA"
-    assert VOCAB.decode(beam_search(model, batch, beam_size=3, tolerance_ppm=20.0)[0].tolist()) == "SK"
+    assert VOCAB.decode(precursor_beam(model, batch, beam_size=3, tolerance_ppm=None)[0].tolist()) == "GA"
+    assert VOCAB.decode(precursor_beam(model, batch, beam_size=3, tolerance_ppm=20.0)[0].tolist()) == "SK"
     # A beam of one is greedy: the precursor cannot help a candidate it never kept.
-    assert VOCAB.decode(beam_search(model, batch, beam_size=1, tolerance_ppm=20.0)[0].tolist()) == "GA"
+    assert VOCAB.decode(precursor_beam(model, batch, beam_size=1, tolerance_ppm=20.0)[0].tolist()) == "GA"
 
 
 def test_beam_search_accepts_the_precursor_at_an_allowed_isotope_error():
@@ -90,17 +101,98 @@ def test_beam_search_accepts_the_precursor_at_an_allowed_isotope_error():
     model = ScriptedModel(table, max_length=6)
     batch = one_spectrum("SK")
     batch.precursor_mz += 1.0033548378 / 2  # the +1 13C isotope was picked
-    assert VOCAB.decode(beam_search(model, batch, 3, 20.0, isotope_errors=(0,))[0].tolist()) == "GA"
-    assert VOCAB.decode(beam_search(model, batch, 3, 20.0, isotope_errors=(0, 1))[0].tolist()) == "SK"
+    assert VOCAB.decode(precursor_beam(model, batch, 3, 20.0, isotope_errors=(0,))[0].tolist()) == "GA"
+    assert VOCAB.decode(precursor_beam(model, batch, 3, 20.0, isotope_errors=(0, 1))[0].tolist()) == "SK"
 
 
 def test_decoders_stop_at_the_stop_token_and_fill_padding_after_it():
     model, _ = tiny_transformer(max_length=20)
     batch = SimulatedTraining(load_config(overrides={"batch_size": 4}), VOCAB).batch(0)
-    for tokens in (greedy(model, batch), beam_search(model, batch, 3, 20.0, (0, 1))):
+    config = load_config(overrides={"decoding": {"beam_size": 3}})
+    for tokens in (greedy(model, batch), *beam_decodings(model, batch, config.decoding, (0, 1)).values()):
         assert tokens.shape == (4, 20)
         for row in tokens.tolist():
             n = row.index(0) if 0 in row else len(row)
             assert all(t == 0 for t in row[n:])
     with pytest.raises(ValueError, match="beam_size"):
-        beam_search(model, batch, 0, None)
+        beam_candidates(model, batch, 0)
+
+
+def scripted_beam():
+    """The GA / SK beam of the scripted model above, with the precursor of SK."""
+    g, a, s, k = (VOCAB.index(t) for t in "GASK")
+    table = {(): {g: 0.6, s: 0.4}, (g,): {a: 0.9, k: 0.1}, (s,): {k: 0.7, a: 0.3},
+             (g, a): {0: 1.0}, (s, k): {0: 1.0}, (g, k): {0: 1.0}, (s, a): {0: 1.0}}
+    return ScriptedModel(table, max_length=6), one_spectrum("SK")
+
+
+def test_the_beam_keeps_all_candidates_with_their_summed_log_probabilities():
+    model, batch = scripted_beam()
+    candidates = beam_candidates(model, batch, 3)
+    assert candidates.tokens.shape == (1, 3, 6)
+    names = [VOCAB.decode(row.tolist()) for row in candidates.tokens[0]]
+    assert names == ["GA", "SK", "SA"]  # 0.54, 0.28, 0.12: best first
+    assert candidates.log_prob[0].tolist() == pytest.approx([math.log(0.54), math.log(0.28), math.log(0.12)], abs=1e-5)
+    assert candidates.finished.all()
+    # Casanovo's ranking: per token, the stop token counted.
+    assert candidates.mean_log_prob()[0, 0].item() == pytest.approx(math.log(0.54) / 3, abs=1e-6)
+
+
+def test_weight_zero_reproduces_the_precursor_beams_choice_exactly():
+    model, _ = tiny_transformer(max_length=20)
+    batch = SimulatedTraining(load_config(overrides={"batch_size": 6}), VOCAB).batch(3)
+    candidates = beam_candidates(model, batch, 4)
+    ppm = candidate_ppm(candidates.tokens, VOCAB, batch.precursor_mz, batch.charge, (0, 1))
+    scores = spectrum_scores(candidates.tokens, batch.mz, batch.intensity, masses=VOCAB, peak_mask=batch.peak_mask)
+    model_scores = candidates.mean_log_prob()
+    plain = rerank(candidates.tokens, model_scores, precursor_ppm=ppm)
+    assert torch.equal(rerank(candidates.tokens, model_scores, precursor_ppm=ppm, spectrum_scores=scores,
+                              weight=0.0).index, plain.index)
+    # The precursor demotion is Casanovo's: mean log-prob minus 1 outside the tolerance.
+    expected = (candidates.mean_log_prob() - (ppm > 20.0).float()).argmax(1)
+    assert torch.equal(plain.index, expected)
+    with pytest.raises(ValueError, match="spectrum_scores"):
+        rerank(candidates.tokens, model_scores, weight=1.0)
+    with pytest.raises(ValueError, match=r"spectrum_scores must be \(B, K\)"):
+        rerank(candidates.tokens, model_scores, spectrum_scores=scores[:, :2], weight=1.0)
+    with pytest.raises(ValueError, match="model_scores"):
+        rerank(candidates.tokens, model_scores[:, :1])
+
+
+def singly_charged_ions(sequence: str) -> torch.Tensor:
+    """(1, N) the sorted b and y ions (1+) of ``sequence``: a spectrum it explains perfectly."""
+    masses = torch.tensor([VOCAB.residue_masses(sequence)], dtype=torch.float64)
+    mz, valid = reference.fragment_mz(masses, torch.ones_like(masses, dtype=torch.bool), ("b", "y"), (1,))
+    return mz[valid].sort().values[None].float()
+
+
+def test_the_spectrum_chooses_the_candidate_whose_ions_are_observed():
+    # Two candidates of one mass, the model preferring the wrong one; the spectrum is the other's b/y ions.
+    right, wrong = "PEPTIDEK", "EPPTIDEK"
+    tokens = torch.tensor([[VOCAB.encode(wrong), VOCAB.encode(right)]])
+    mz = singly_charged_ions(right)
+    model_scores = torch.tensor([[-0.1, -0.15]])
+    scores = spectrum_scores(tokens, mz, torch.ones_like(mz), masses=VOCAB)
+    assert scores[0, 1] < scores[0, 0]
+    assert rerank(tokens, model_scores).index.item() == 0
+    assert rerank(tokens, model_scores, spectrum_scores=scores, weight=100.0).index.item() == 1
+
+
+def test_the_spectrum_guide_rewards_the_residue_whose_ions_are_observed():
+    sequence = "PEPTIDEK"
+    mz = singly_charged_ions(sequence)
+    precursor = torch.tensor([VOCAB.precursor_mz(sequence, 2)], dtype=torch.float64)
+    guide = spectrum_guide(mz, torch.ones_like(mz), torch.ones_like(mz, dtype=torch.bool), precursor,
+                           torch.tensor([2]), VOCAB.mass_tensor(), beam_size=1, weight=1.0)
+    bonus = guide(torch.tensor([VOCAB.encode("PEP")]))[0]
+    assert bonus[0] == 0  # stopping earns nothing
+    # T after PEP puts b4 and y4 on peaks: the largest bonus, 2 (a hit each).
+    assert bonus.argmax().item() == VOCAB.index("T") and bonus.max().item() == pytest.approx(2.0, abs=0.05)
+    assert bonus[VOCAB.index("W")] < 0.5
+    # A beam with the guide keeps the guided candidate's log-probability the model's.
+    g = VOCAB.index("G")
+    flat = beam_search(lambda prefix: torch.where(torch.arange(len(VOCAB)) == g, 0.0, -5.0).expand(prefix.shape[0], -1),
+                       1, 3, 2, guide=lambda prefix: torch.zeros(prefix.shape[0], len(VOCAB)))
+    plain = beam_search(lambda prefix: torch.where(torch.arange(len(VOCAB)) == g, 0.0, -5.0).expand(prefix.shape[0], -1),
+                        1, 3, 2)
+    assert torch.equal(flat.tokens, plain.tokens) and torch.equal(flat.log_prob, plain.log_prob)

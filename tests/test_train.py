@@ -90,7 +90,7 @@ def test_short_run_logs_every_metric_and_writes_every_output(tmp_path):
     final_metrics = json.loads((out / "final_metrics.json").read_text())
     for split in ("easy", "hard"):
         assert f"val/{split}/ce" in final_metrics
-        for decoding in ("greedy", "precursor_beam"):
+        for decoding in ("greedy", "precursor_beam", "spectrum_rerank"):
             for metric in ("aa_precision", "aa_recall", "peptide_recall", "token_accuracy", "ppm_error",
                            "precursor_match"):
                 assert 0 <= final_metrics[f"val/{split}/{decoding}/{metric}"] < float("inf")

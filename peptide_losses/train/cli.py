@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
-from .config import config_from_dict, load_config, merge_settings, preset_names
+from .config import config_from_dict, load_config, merge_settings, preset_names, with_defaults
 
 log = logging.getLogger("peptide_losses.train")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -86,7 +86,7 @@ def _config(args):
     if args.resume and args.init_from:
         raise ValueError("--resume continues a run as it was, --init-from under new settings: pass one of them")
     if args.resume:
-        settings = load_checkpoint(args.resume)["config"]
+        settings = with_defaults(load_checkpoint(args.resume)["config"])
         if args.config or args.preset:
             raise ValueError("--config and --preset cannot change a resumed run; its settings come from the checkpoint")
         return config_from_dict(merge_settings(settings, _overrides(args)))

@@ -161,13 +161,17 @@ class SimulationConfig:
 
 @dataclass
 class DecodingConfig:
-    """Validation decodes greedily and by precursor-aware beam search (``beam_size``
-    candidates; those farther than ``precursor_tolerance_ppm`` from the observed
-    precursor at every isotope error of ``losses.precursor.isotope_errors`` are
-    demoted). ``precursor_tolerance_ppm`` also defines the precursor-match rate."""
+    """Validation decodes greedily and by beam search (``beam_size`` candidates), the beam's
+    choice made twice (:func:`peptide_losses.decoding.rerank`): ``precursor_beam`` demotes
+    candidates farther than ``precursor_tolerance_ppm`` from the observed precursor at every
+    isotope error of ``losses.precursor.isotope_errors``; ``spectrum_rerank`` also subtracts
+    ``spectrum_weight`` times each candidate's :func:`peptide_losses.spectrum_scores` with the
+    options ``spectrum``. ``precursor_tolerance_ppm`` also defines the precursor-match rate."""
 
     beam_size: int
     precursor_tolerance_ppm: float
+    spectrum_weight: float
+    spectrum: SpectrumLossConfig
 
 
 @dataclass
@@ -327,6 +331,12 @@ def read_settings(path: str | Path) -> dict:
     if path.suffix == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
     raise ValueError(f"config file must end in .json or .toml, got {path}")
+
+
+def with_defaults(settings: dict) -> dict:
+    """``settings`` (e.g. a checkpoint's) over the defaults, so that settings added since it was
+    written take their default values."""
+    return merge_settings(read_settings(DEFAULT_CONFIG), settings)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None, preset: str | None = None) -> TrainConfig:

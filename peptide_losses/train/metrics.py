@@ -68,6 +68,13 @@ def peptide_masses(tokens: torch.Tensor, masses: torch.Tensor) -> list[list[floa
     return [[table[t] for t in row if t] for row in tokens.tolist()]
 
 
+def peptide_matches(pred_tokens: torch.Tensor, true_tokens: torch.Tensor, masses: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the predicted peptide matches the true one (peptide recall's test, per row)."""
+    pairs = zip(peptide_masses(pred_tokens, masses), peptide_masses(true_tokens, masses))
+    return torch.tensor([len(true) > 0 and bool(residue_matches(pred, true).all()) for pred, true in pairs],
+                        dtype=torch.bool)
+
+
 def aa_metrics(pred_tokens: torch.Tensor, true_tokens: torch.Tensor, masses: torch.Tensor) -> dict[str, float]:
     """Amino-acid precision and recall and peptide recall of predicted vs true token rows (B, L)."""
     matched = n_pred = n_true = peptides = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import defaultdict
 import logging
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import training_data, validation_sets
-from .decoding import beam_search, greedy
+from .decoding import beam_decodings, greedy
 from .metrics import aa_metrics, first_peptide, ppm_errors, same_residue, token_metrics
 from .model import TinyRecursiveModel, run_model
 from .objective import Objective
@@ -128,8 +129,8 @@ def evaluate(model, batches: list[SpectrumBatch], objective: Objective, config: 
     """Metrics of one validation split.
 
     ``ce`` is the teacher-forced cross-entropy per scored token. Then, for each
-    decoding (``greedy``; for an autoregressive model also ``precursor_beam``,
-    see :mod:`.decoding`): token / sequence accuracy, Casanovo's aa precision /
+    decoding (``greedy``; for an autoregressive model also ``precursor_beam`` and
+    ``spectrum_rerank``, see :mod:`.decoding`): token / sequence accuracy, Casanovo's aa precision /
     recall and peptide recall, the median precursor error (ppm) of the decoded
     peptides and the share of them within ``decoding.precursor_tolerance_ppm``
     of the observed precursor (``precursor_match``; isotope errors of
@@ -139,17 +140,16 @@ def evaluate(model, batches: list[SpectrumBatch], objective: Objective, config: 
     model.eval()
     isotope_errors = config.losses.precursor.isotope_errors
     tolerance = config.decoding.precursor_tolerance_ppm
-    methods = {"greedy": greedy}
-    if getattr(model, "autoregressive", False):
-        methods["precursor_beam"] = lambda m, b: beam_search(m, b, config.decoding.beam_size, tolerance, isotope_errors)
-    decoded = {name: ([], []) for name in methods}
+    decoded = defaultdict(lambda: ([], []))
     trues, masks, ce_sum, ce_count = [], [], 0.0, 0
     for batch in batches:
         batch = batch.to(device)
         with autocast(config, device):
             logits = run_model(model, batch)[-1]
-            for name, decode in methods.items():
-                pred = decode(model, batch)
+            preds = {"greedy": greedy(model, batch)}
+            if getattr(model, "autoregressive", False):
+                preds.update(beam_decodings(model, batch, config.decoding, isotope_errors))
+            for name, pred in preds.items():
                 decoded[name][0].append(pred.cpu())
                 decoded[name][1].append(ppm_errors(pred, objective.token_masses, batch.precursor_mz, batch.charge,
                                                    isotope_errors).cpu())

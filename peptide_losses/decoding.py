@@ -1,0 +1,208 @@
+"""Choosing among a beam's candidates with the precursor and the spectrum.
+
+A de novo model scores its candidates by probability alone. Two checks it
+does not make are cheap on finished peptides: whether the peptide's mass fits
+the observed precursor (:func:`candidate_ppm`, Casanovo's demotion) and how
+well its fragment ions explain the spectrum
+(:func:`peptide_losses.scoring.spectrum_scores`). :func:`rerank` combines
+them::
+
+    combined = mean log-probability - 1[ppm > tolerance] - weight * spectrum score
+
+``weight=0`` is the precursor-aware beam search of Casanovo; a positive weight
+lets the spectrum decide among the mass-consistent candidates.
+:func:`beam_search` is a model-agnostic beam search that keeps all K
+candidates; any model's beam (Casanovo's ``top_match`` peptides, InstaNovo's
+beams) can be reranked once its candidates are token rows
+(:func:`peptide_losses.integrations.candidates.candidate_tokens`).
+
+Token rows are N->C with padding (token 0) after the peptide; padding doubles
+as the stop token.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+
+from . import reference
+from .constants import PROTON
+from .vocabulary import Vocabulary
+
+
+class Candidates(NamedTuple):
+    """K candidate peptides per spectrum.
+
+    Attributes:
+        tokens: (B, K, L) int64 token rows, N->C, 0 after the peptide.
+        log_prob: (B, K) float32 summed log-probability of each row's tokens,
+            its stop token included (-inf for a beam that never came alive).
+        finished: (B, K) bool, True where the candidate stopped within L.
+    """
+
+    tokens: torch.Tensor
+    log_prob: torch.Tensor
+    finished: torch.Tensor
+
+    def mean_log_prob(self) -> torch.Tensor:
+        """(B, K) log-probability per token, the stop token counted (the beam's ranking)."""
+        residues = (self.tokens != 0).sum(-1)
+        return self.log_prob / (residues + self.finished).clamp_min(1)
+
+
+class Choice(NamedTuple):
+    """The chosen candidate per spectrum: ``tokens`` (B, L), its ``index`` (B,) in the beam and the
+    ``combined`` (B, K) scores it was the argmax of."""
+
+    tokens: torch.Tensor
+    index: torch.Tensor
+    combined: torch.Tensor
+
+
+@torch.no_grad()
+def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_size: int, max_length: int,
+                beam_size: int, device: torch.device | str = "cpu",
+                guide: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Candidates:
+    """Beam search of an autoregressive model, keeping all ``beam_size`` candidates.
+
+    Args:
+        next_log_probs: ``prefix (B * K, t) int64 -> (B * K, V)`` log-probabilities
+            (or logits: they are log-softmaxed) of the next token, for the rows of
+            spectrum b at ``b * K .. b * K + K - 1``; token 0 stops a peptide.
+        batch_size: B spectra. max_length: L positions. beam_size: K >= 1.
+        device: where the token rows live.
+        guide: optional ``prefix (B * K, t) -> (B * K, V)`` bonus of each next token
+            (e.g. :func:`spectrum_guide`), summed along a candidate's path and added
+            to its log-probability when the beam chooses which candidates to keep;
+            the returned ``log_prob`` stays the model's.
+
+    Returns:
+        :class:`Candidates`, ranked within each spectrum by summed log-probability
+        (not by :meth:`~Candidates.mean_log_prob`: :func:`rerank` decides).
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    count, k = batch_size, beam_size
+    tokens = torch.zeros(count * k, max_length, dtype=torch.long, device=device)
+    # One live beam to start with: the others would only repeat it.
+    scores = torch.full((count, k), -torch.inf, device=device)
+    scores[:, 0] = 0.0
+    bonus = torch.zeros(count, k, device=device)
+    stopped = torch.zeros(count, k, dtype=torch.bool, device=device)
+    stay = None
+    for t in range(max_length):
+        logp = torch.log_softmax(next_log_probs(tokens[:, :t]).float(), -1).view(count, k, -1)
+        if stay is None:
+            # A stopped beam can only go on with padding, at no cost.
+            stay = torch.full_like(logp[0, 0], -torch.inf)
+            stay[0] = 0.0
+        logp = torch.where(stopped[..., None], stay, logp)
+        vocab = logp.shape[-1]
+        step_bonus = 0.0
+        if guide is not None:
+            step_bonus = torch.where(stopped[..., None], 0.0, guide(tokens[:, :t]).float().view(count, k, vocab))
+        path_logp = (scores[..., None] + logp).view(count, -1)
+        path_bonus = (bonus[..., None] + step_bonus).expand(count, k, vocab).reshape(count, -1)
+        index = (path_logp + path_bonus).topk(k, dim=1).indices
+        scores, bonus = path_logp.gather(1, index), path_bonus.gather(1, index)
+        beam, token = index // vocab, index % vocab
+        rows = (beam + torch.arange(count, device=device)[:, None] * k).view(-1)
+        tokens = tokens[rows]
+        tokens[:, t] = token.view(-1)
+        stopped = stopped.gather(1, beam) | (token == 0)
+        if bool(stopped.all()):
+            break
+    return Candidates(tokens.view(count, k, max_length), scores, stopped)
+
+
+def spectrum_guide(mz: torch.Tensor, intensity: torch.Tensor, peak_mask: torch.Tensor, precursor_mz: torch.Tensor,
+                   charge: torch.Tensor, masses: torch.Tensor, beam_size: int, *, weight: float = 1.0,
+                   distance_scale: float = 0.005, reach: float = 0.05) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A :func:`beam_search` guide: how well the next residue's b ion and its complementary y ion
+    (precursor mass minus the prefix: known before the rest of the peptide) fall on peaks.
+
+    For a prefix of mass P and a next residue of mass m, the singly charged b ion
+    ``P + m + proton`` and y ion ``M - P - m + proton`` (M the precursor's neutral
+    mass) are looked up among the sorted peaks; each earns
+    ``weight * (f(reach) - f(min(d, reach)))`` with ``f(d) = tau * log1p(d / tau)``
+    and d its distance (Da) to the nearest real peak, normalised so that a hit
+    earns ``weight`` and anything beyond ``reach`` Da nothing. The stop token earns 0.
+
+    Args:
+        mz, intensity, peak_mask: (B, N) the spectra; precursor_mz (B,), charge (B,).
+        masses: (V,) token masses in Da. beam_size: K of the search it guides.
+    """
+    k = beam_size
+    peaks = torch.where(peak_mask, mz.to(torch.float64), torch.inf).sort(-1).values
+    neutral = (precursor_mz.to(torch.float64) - PROTON) * charge.to(torch.float64)
+    table = masses.to(torch.float64)
+    tau = distance_scale
+    full = tau * torch.log1p(torch.tensor(reach / tau, dtype=torch.float64))
+
+    def earned(ions: torch.Tensor) -> torch.Tensor:
+        n = peaks.shape[1]
+        if n == 0:
+            return torch.zeros_like(ions)
+        index = torch.searchsorted(peaks, ions.contiguous())
+        above, below = peaks.gather(1, index.clamp_max(n - 1)), peaks.gather(1, (index - 1).clamp_min(0))
+        # Padding sorts last as +inf: infinitely far, so it earns nothing.
+        near = torch.minimum((above - ions).abs(), (below - ions).abs()).nan_to_num(nan=reach).clamp_max(reach)
+        return (full - tau * torch.log1p(near / tau)) / full
+
+    def guide(prefix: torch.Tensor) -> torch.Tensor:
+        rows, vocab = prefix.shape[0], table.shape[0]
+        prefix_mass = table[prefix].sum(-1).view(-1, k, 1)
+        after = prefix_mass + table.view(1, 1, vocab)
+        b_ions = (after + PROTON).view(-1, k * vocab)
+        y_ions = (neutral.view(-1, 1, 1) - after + PROTON).view(-1, k * vocab)
+        bonus = weight * (earned(b_ions) + earned(y_ions)).view(rows, vocab)
+        return torch.where(torch.arange(vocab, device=prefix.device) == 0, 0.0, bonus)
+
+    return guide
+
+
+def candidate_ppm(tokens: torch.Tensor, masses: torch.Tensor | Vocabulary, precursor_mz: torch.Tensor,
+                  charge: torch.Tensor, isotope_errors: Sequence[int] = (0,)) -> torch.Tensor:
+    """(B, K) precursor error in ppm of candidate token rows (B, K, L) against (B,) observed
+    precursor m/z and charge, the smallest over ``isotope_errors`` (NaN for a bad precursor)."""
+    batch, k, length = tokens.shape
+    if isinstance(masses, Vocabulary):
+        masses = masses.mass_tensor(device=tokens.device)
+    flat = tokens.reshape(batch * k, length)
+    return reference.precursor_ppm(masses[flat], flat != 0, precursor_mz.repeat_interleave(k),
+                                   charge.repeat_interleave(k), isotope_errors=isotope_errors).view(batch, k)
+
+
+def rerank(tokens: torch.Tensor, model_scores: torch.Tensor, *, precursor_ppm: torch.Tensor | None = None,
+           tolerance_ppm: float = 20.0, spectrum_scores: torch.Tensor | None = None, weight: float = 0.0) -> Choice:
+    """The best candidate per spectrum by ``model score - 1[ppm > tolerance] - weight * spectrum score``.
+
+    Args:
+        tokens: (B, K, L) candidate token rows (:attr:`Candidates.tokens`, or another
+            model's beam as token rows).
+        model_scores: (B, K) the model's score of each candidate, higher is better
+            (:meth:`Candidates.mean_log_prob`; Casanovo's peptide score); -inf for an
+            empty beam slot.
+        precursor_ppm: (B, K) ppm errors (:func:`candidate_ppm`); None: no demotion.
+        tolerance_ppm: candidates farther than this from the precursor lose 1.
+        spectrum_scores: (B, K) :func:`peptide_losses.spectrum_scores` (lower is better);
+            required when ``weight`` is not 0.
+        weight: per Da (or ppm) of spectrum score; 0 ignores the spectrum (a
+            candidate's +inf score then does not matter).
+    """
+    if tokens.dim() != 3 or model_scores.shape != tokens.shape[:2]:
+        raise ValueError(f"tokens must be (B, K, L) and model_scores (B, K), got {tuple(tokens.shape)} and "
+                         f"{tuple(model_scores.shape)}")
+    combined = model_scores.float()
+    for name, value in (("precursor_ppm", precursor_ppm), ("spectrum_scores", spectrum_scores)):
+        if value is not None and value.shape != combined.shape:
+            raise ValueError(f"{name} must be (B, K) = {tuple(combined.shape)}, got {tuple(value.shape)}")
+    if precursor_ppm is not None:
+        combined = combined - (precursor_ppm > tolerance_ppm).to(combined.dtype)
+    if weight:
+        if spectrum_scores is None:
+            raise ValueError(f"weight={weight} needs spectrum_scores (B, K)")
+        combined = combined - weight * spectrum_scores.to(combined.dtype)
+    index = combined.argmax(1)
+    return Choice(tokens[torch.arange(len(index), device=index.device), index], index, combined)
