@@ -25,6 +25,7 @@ writes ``rerank.json`` and ``rerank.md`` to DIR.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -32,14 +33,14 @@ from pathlib import Path
 import torch
 
 from peptide_losses import spectrum_matching_loss
-from peptide_losses.decoding import beam_search, candidate_ppm, rerank, spectrum_guide
+from peptide_losses.decoding import candidate_ppm, rerank
 from peptide_losses.paths import real_spectra_path
 from peptide_losses.scoring import shuffled_decoys, spectrum_scores
 from peptide_losses.spectra import Preprocessing, collate
 from peptide_losses.train.checkpoint import load_checkpoint
 from peptide_losses.train.config import config_from_dict, with_defaults
 from peptide_losses.train.data import read_annotated
-from peptide_losses.train.decoding import greedy
+from peptide_losses.train.decoding import beam_candidates, greedy
 from peptide_losses.train.metrics import peptide_matches
 from peptide_losses.train.simulate import SpectrumSimulator, generator, split_peptides
 from peptide_losses.train.trainer import autocast, build
@@ -66,6 +67,8 @@ CHUNK = 256
 def load_model(path, device):
     state = load_checkpoint(path, map_location=device)
     config = config_from_dict(with_defaults(state["config"]))
+    if torch.device(device).type != "cuda":
+        config = dataclasses.replace(config, precision="fp32")  # CPU bf16 autocast only slows a smoke run
     vocabulary = Vocabulary.default()
     model, _ = build(config, vocabulary, device)
     model.load_state_dict({k: v.float() for k, v in state["model"].items()})
@@ -100,15 +103,7 @@ def decode(model, config, batches, k: int, device, guide_weight: float | None = 
         synchronize(device)
         start = time.perf_counter()
         with autocast(config, device):
-            memory, padding, first = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz,
-                                                  batch.charge)
-            memory, padding, first = (x.repeat_interleave(k, 0) for x in (memory, padding, first))
-            guide = None
-            if guide_weight is not None:
-                guide = spectrum_guide(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge,
-                                       masses, k, weight=guide_weight)
-            candidates = beam_search(lambda prefix: model.decode(memory, padding, first, prefix)[:, -1], len(batch),
-                                     model.max_length, k, device, guide=guide)
+            candidates = beam_candidates(model, batch, k, guide_weight)
         synchronize(device)
         seconds += time.perf_counter() - start
         ppm = candidate_ppm(candidates.tokens, masses, batch.precursor_mz, batch.charge,
@@ -191,21 +186,51 @@ def scorer_speed(device, ks=(5, 20, 50), batch=1024, peaks=150, length=20, repea
             for name, fn in impls.items():
                 got = fn()
                 row[f"{name}_max_abs_diff"] = float((got - expected).abs().max())
-                times = []
-                for _ in range(repeats):
-                    synchronize(device)
-                    start = time.perf_counter()
-                    fn()
-                    synchronize(device)
-                    times.append(time.perf_counter() - start)
+                row[f"{name}_ms"] = median_ms(fn, repeats)
                 torch.cuda.reset_peak_memory_stats(device)
                 base = torch.cuda.memory_allocated(device)
                 fn()
                 synchronize(device)
-                row[f"{name}_ms"] = 1e3 * sorted(times)[len(times) // 2]
                 row[f"{name}_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+        if k == 20:
+            row["launch_configs_ms"] = launch_config_sweep(tokens, mz, intensity, peak_mask, masses, repeats)
         rows.append(row)
     return rows
+
+
+def launch_config_sweep(tokens, mz, intensity, peak_mask, masses, repeats) -> dict[str, float]:
+    """Median ms of the scorer's kernel launch per (peaks per tile, warps)."""
+    from peptide_losses.kernels.spectrum import launch_config, spectrum_forward
+    from peptide_losses.scoring import candidate_masses
+
+    batch, k, length = tokens.shape
+    residue_masses, mask = candidate_masses(tokens.reshape(batch * k, length), masses)
+    out = {}
+    for block_n, warps in ((64, 1), (64, 2), (128, 1), (128, 2), (128, 4), (256, 2), (256, 4), (256, 8)):
+        config = launch_config(length, None, block_n=block_n, num_warps=warps)
+
+        def run():
+            return spectrum_forward(residue_masses, None, mask, mz, intensity, peak_mask, ion_types=("b", "y"),
+                                    charges=(1, 2), direction="both", distance="da", distance_scale=0.005,
+                                    intensity_power=1.0, need_grad=False, config=config, rows_per_spectrum=k)
+        run()
+        out[f"{block_n} peaks x {warps} warps"] = median_ms(run, repeats)
+    return out
+
+
+def median_ms(fn, repeats: int, calls: int = 5) -> float:
+    """Median over ``repeats`` of the CUDA-event time of ``calls`` back-to-back calls, per call: the
+    device's time when it is the bottleneck, the host's otherwise."""
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / calls)
+    return sorted(times)[len(times) // 2]
 
 
 def main(argv=None) -> None:
@@ -214,7 +239,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=1024, help="spectra per simulated split and draw")
     p.add_argument("--beam-sizes", default="5,10,20,40")
-    p.add_argument("--guide-weights", default="0.5,2", help="spectrum-guided beams (K=20) to try")
+    p.add_argument("--guide-weights", default="1,2,4", help="spectrum-guided beams (K=20) to try")
     p.add_argument("--real", default=None, help="annotated MGF (default the shared real spectra)")
     p.add_argument("--device", default="cuda")
     args = p.parse_args(argv)
@@ -242,6 +267,16 @@ def main(argv=None) -> None:
         result["greedy"]["/".join(key)] = float(torch.cat(preds).float().mean())
     variants = [(int(k), None) for k in args.beam_sizes.split(",")]
     variants += [(20, float(w)) for w in args.guide_weights.split(",") if w]
+
+    def save():
+        (out / "rerank.json").write_text(json.dumps(result, indent=1))
+        (out / "rerank.md").write_text(report(result))
+
+    result["truth_first"] = truth_first(vocabulary, config, real_path, device)
+    print("truth first", result["truth_first"], flush=True)
+    if device.type == "cuda":
+        result["scorer_speed"] = scorer_speed(device)
+        print("speed", result["scorer_speed"], flush=True)
     for k, guide_weight in variants:
         name = f"K={k}" + ("" if guide_weight is None else f", guided {guide_weight}")
         entry = {}
@@ -254,13 +289,8 @@ def main(argv=None) -> None:
         result["beams"][name] = entry
         print(name, {k2: (v["recall"]["both|0.0"], v["recall"]["both|100.0"], v["ceiling"]) for k2, v in entry.items()},
               flush=True)
-    result["truth_first"] = truth_first(vocabulary, config, real_path, device)
-    print("truth first", result["truth_first"], flush=True)
-    if device.type == "cuda":
-        result["scorer_speed"] = scorer_speed(device)
-        print("speed", result["scorer_speed"], flush=True)
-    (out / "rerank.json").write_text(json.dumps(result, indent=1))
-    (out / "rerank.md").write_text(report(result))
+        save()
+    save()
     print(report(result))
 
 

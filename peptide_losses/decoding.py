@@ -63,7 +63,8 @@ class Choice(NamedTuple):
 @torch.no_grad()
 def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_size: int, max_length: int,
                 beam_size: int, device: torch.device | str = "cpu",
-                guide: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Candidates:
+                guide: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                reorder: Callable[[torch.Tensor], None] | None = None) -> Candidates:
     """Beam search of an autoregressive model, keeping all ``beam_size`` candidates.
 
     Args:
@@ -76,6 +77,9 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
             (e.g. :func:`spectrum_guide`), summed along a candidate's path and added
             to its log-probability when the beam chooses which candidates to keep;
             the returned ``log_prob`` stays the model's.
+        reorder: called after each step with the (B * K,) rows the beam kept, in
+            their new order, so that a model's cached state (e.g.
+            :class:`~peptide_losses.train.transformer.CachedDecoder`) follows them.
 
     Returns:
         :class:`Candidates`, ranked within each spectrum by summed log-probability
@@ -110,6 +114,8 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
         rows = (beam + torch.arange(count, device=device)[:, None] * k).view(-1)
         tokens = tokens[rows]
         tokens[:, t] = token.view(-1)
+        if reorder is not None:
+            reorder(rows)
         stopped = stopped.gather(1, beam) | (token == 0)
         if bool(stopped.all()):
             break

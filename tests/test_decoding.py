@@ -50,6 +50,26 @@ def test_teacher_forced_logits_are_causal_and_equal_step_by_step_decoding():
     assert torch.allclose(forced[:, :8], stepwise, atol=1e-5)
 
 
+def test_the_cached_decoder_equals_decoding_the_whole_prefix_and_follows_reordered_rows():
+    model, _ = tiny_transformer(max_length=20)
+    batch = SimulatedTraining(load_config(overrides={"batch_size": 3}), VOCAB).batch(1)
+    with torch.no_grad():
+        encoded = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
+        decoder = model.cached_decoder(*encoded, repeats=2)
+        memory, padding, start = (x.repeat_interleave(2, 0) for x in encoded)
+        tokens = batch.tokens.repeat_interleave(2, 0)
+        rows = torch.tensor([1, 0, 3, 2, 5, 4])
+        for t in range(8):
+            if t == 4:  # the beam swapped each spectrum's two rows: so do their tokens and cache
+                tokens, memory, padding, start = tokens[rows], memory[rows], padding[rows], start[rows]
+                tokens[:, 4:] = torch.arange(6)[:, None] + 3
+                decoder.reorder(rows)
+            full = model.decode(memory, padding, start, tokens[:, :t])[:, -1]
+            torch.testing.assert_close(decoder(tokens[:, :t]), full, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="cache holds 8 tokens"):
+            decoder(tokens[:, :3])
+
+
 class ScriptedModel(torch.nn.Module):
     """An autoregressive stand-in whose next-token log-probabilities follow a table keyed by the prefix."""
 
@@ -62,6 +82,11 @@ class ScriptedModel(torch.nn.Module):
     def encode(self, mz, intensity, peak_mask, precursor_mz, charge):
         batch = mz.shape[0]
         return torch.zeros(batch, 1, 1), torch.zeros(batch, 1, dtype=torch.bool), torch.zeros(batch, 1, 1)
+
+    def cached_decoder(self, memory, padding, start, repeats=1):
+        decode = lambda prefix: self.decode(None, None, None, prefix)[:, -1]  # noqa: E731
+        decode.reorder = lambda rows: None
+        return decode
 
     def decode(self, memory, padding, start, prefix):
         out = torch.full((prefix.shape[0], prefix.shape[1] + 1, len(VOCAB)), -30.0)

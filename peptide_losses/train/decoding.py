@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..decoding import Candidates, beam_search, candidate_ppm, rerank
+from ..decoding import Candidates, beam_search, candidate_ppm, rerank, spectrum_guide
 from ..scoring import spectrum_scores
 from ..spectra import SpectrumBatch
 from .config import DecodingConfig
@@ -24,11 +24,12 @@ def greedy(model, batch: SpectrumBatch) -> torch.Tensor:
     model = unwrap(model)
     if not getattr(model, "autoregressive", False):
         return model(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)[-1].argmax(-1)
-    memory, padding, start = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
-    tokens = torch.zeros(len(batch), model.max_length, dtype=torch.long, device=memory.device)
-    stopped = torch.zeros(len(batch), dtype=torch.bool, device=memory.device)
+    decoder = model.cached_decoder(*model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz,
+                                                 batch.charge))
+    tokens = torch.zeros(len(batch), model.max_length, dtype=torch.long, device=batch.mz.device)
+    stopped = torch.zeros(len(batch), dtype=torch.bool, device=batch.mz.device)
     for t in range(model.max_length):
-        step = model.decode(memory, padding, start, tokens[:, :t])[:, -1].argmax(-1)
+        step = decoder(tokens[:, :t]).argmax(-1)
         tokens[:, t] = torch.where(stopped, 0, step)
         stopped |= step == 0
         if bool(stopped.all()):
@@ -37,15 +38,23 @@ def greedy(model, batch: SpectrumBatch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def beam_candidates(model, batch: SpectrumBatch, beam_size: int) -> Candidates:
-    """All ``beam_size`` candidates of the model's beam search (:func:`peptide_losses.decoding.beam_search`)."""
+def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: float | None = None) -> Candidates:
+    """All ``beam_size`` candidates of the model's beam search (:func:`peptide_losses.decoding.beam_search`,
+    one cached decoder step per token); ``guide_weight``: guided by
+    :func:`peptide_losses.decoding.spectrum_guide` of that weight."""
     model = unwrap(model)
     if not getattr(model, "autoregressive", False):
         raise ValueError("beam search needs an autoregressive model (model.kind 'transformer')")
-    memory, padding, start = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
-    memory, padding, start = (x.repeat_interleave(beam_size, 0) for x in (memory, padding, start))
-    return beam_search(lambda prefix: model.decode(memory, padding, start, prefix)[:, -1], len(batch),
-                       model.max_length, beam_size, memory.device)
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    encoded = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
+    decoder = model.cached_decoder(*encoded, repeats=beam_size)
+    guide = None
+    if guide_weight is not None:
+        guide = spectrum_guide(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge,
+                               batch.vocabulary.mass_tensor(device=batch.mz.device), beam_size, weight=guide_weight)
+    return beam_search(decoder, len(batch), model.max_length, beam_size, batch.mz.device, guide=guide,
+                       reorder=decoder.reorder)
 
 
 @torch.no_grad()

@@ -69,6 +69,11 @@ class PeptideTransformer(nn.Module):
             x = layer(x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=padding)
         return self.head(self.norm(x))
 
+    def cached_decoder(self, memory, padding, start, repeats: int = 1) -> "CachedDecoder":
+        """Next-token logits one token at a time (:class:`CachedDecoder`), for ``repeats`` rows per
+        spectrum (a beam's K candidates) of the encoded spectra."""
+        return CachedDecoder(self, memory, padding, start, repeats)
+
     def forward(self, mz, intensity, peak_mask, precursor_mz, charge, tokens) -> list[torch.Tensor]:
         """Peaks (B, N), precursor m/z (B,), charge (B,), target tokens (B, L) ->
         ``[logits (B, L, V)]``, position l predicting token l from the tokens before it."""
@@ -77,3 +82,66 @@ class PeptideTransformer(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class CachedDecoder:
+    """:meth:`PeptideTransformer.decode`'s last position, computed for the newest token alone.
+
+    Each layer's self-attention keys and values of the tokens so far are kept
+    (and its cross-attention keys and values of the peaks computed once), so a
+    step costs one position instead of the whole prefix: decoding L tokens does
+    O(L) position updates instead of O(L^2). Call it with the prefix grown by one
+    token per step; :meth:`reorder` makes the cache follow a beam's rows. For
+    evaluation: dropout is not applied.
+    """
+
+    def __init__(self, model: PeptideTransformer, memory, padding, start, repeats: int) -> None:
+        self.model, self.heads, self.steps = model, model.config.heads, 0
+        self.start = start.repeat_interleave(repeats, 0)
+        dim = model.config.dim
+        self.memory = []
+        for layer in model.decoder:
+            attention = layer.multihead_attn
+            keys, values = nn.functional.linear(memory, attention.in_proj_weight[dim:],
+                                                attention.in_proj_bias[dim:]).chunk(2, -1)
+            self.memory.append((self._split(keys).repeat_interleave(repeats, 0),
+                                self._split(values).repeat_interleave(repeats, 0)))
+        self.attend = ~padding.repeat_interleave(repeats, 0)[:, None, None, :]
+        self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """(R, T, D) -> (R, heads, T, D / heads)."""
+        return x.view(x.shape[0], x.shape[1], self.heads, -1).transpose(1, 2)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+    def __call__(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Logits (R, V) of the token after ``prefix`` (R, t), t = the steps taken so far."""
+        if prefix.shape[1] != self.steps:
+            raise ValueError(f"the cache holds {self.steps} tokens, the prefix has {prefix.shape[1]}")
+        model, t = self.model, self.steps
+        x = (self.start if t == 0 else model.token(prefix[:, -1:])) + model.position[t]
+        for i, layer in enumerate(model.decoder):
+            attention = layer.self_attn
+            q, k, v = (self._split(z) for z in nn.functional.linear(layer.norm1(x), attention.in_proj_weight,
+                                                                    attention.in_proj_bias).chunk(3, -1))
+            if t:
+                k, v = torch.cat([self.cache[i][0], k], 2), torch.cat([self.cache[i][1], v], 2)
+                self.cache[i] = (k, v)
+            else:
+                self.cache.append((k, v))
+            x = x + attention.out_proj(self._merge(nn.functional.scaled_dot_product_attention(q, k, v)))
+            cross = layer.multihead_attn
+            dim = x.shape[-1]
+            q = self._split(nn.functional.linear(layer.norm2(x), cross.in_proj_weight[:dim], cross.in_proj_bias[:dim]))
+            keys, values = self.memory[i]
+            attended = nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=self.attend)
+            x = x + cross.out_proj(self._merge(attended))
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        self.steps += 1
+        return model.head(model.norm(x))[:, -1]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the cache of ``rows`` (R,), in that order (a beam's survivors)."""
+        self.cache = [(k[rows], v[rows]) for k, v in self.cache]
