@@ -301,9 +301,10 @@ def test_gradient_weighting_gives_each_mass_loss_its_share_of_ce_s_gradient_at_t
     weights = {"ce": 1.0, "spectrum": 0.1, "precursor": 0.3}
     total, factors = objective.weighted_total(terms, weights, logits)
     norm = lambda loss: torch.autograd.grad(loss, logits, retain_graph=True)[0].norm()  # noqa: E731
-    ce = norm(terms.ce)
-    assert norm(factors[0] * terms.spectrum) == pytest.approx(0.1 * ce, rel=1e-4)
-    assert norm(factors[1] * terms.precursor) == pytest.approx(0.3 * ce, rel=1e-4)
+    # .item(): pytest.approx of a 0-d tensor iterates it (a TypeError from pytest 9.2 on).
+    ce = norm(terms.ce).item()
+    assert norm(factors[0] * terms.spectrum).item() == pytest.approx(0.1 * ce, rel=1e-4)
+    assert norm(factors[1] * terms.precursor).item() == pytest.approx(0.3 * ce, rel=1e-4)
     assert torch.allclose(total, terms.ce + factors[0] * terms.spectrum + factors[1] * terms.precursor)
     value = Objective(VOCAB, config(batch_size=4).losses, backend="reference", autoregressive=True)
     total, factors = value.weighted_total(terms, {"ce": 1.0, "spectrum": 0.0, "precursor": 0.3}, logits)
