@@ -14,9 +14,12 @@ setup(
     packages=["peptide_losses", "peptide_losses.kernels", "peptide_losses.train", "peptide_losses.integrations"],
     package_dir={"peptide_losses": "peptide_losses", "peptide_losses.kernels": "kernels"},
     package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml", "presets/*.json"]},
-    install_requires=["torch>=2.4", "triton>=3.2", "numpy", "pyteomics"],
+    # Triton publishes Linux wheels only; elsewhere the reference backend needs nothing but torch.
+    install_requires=["torch>=2.4", 'triton>=3.2; platform_system == "Linux"', "numpy", "pyteomics"],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        # Capped below the next major: even pytest 9.2 changed what approx accepts. The trainer's
+        # and the benchmarks' tests need tqdm and matplotlib.
+        "test": ["pytest>=8,<10", "hypothesis>=6,<7", "tqdm", "matplotlib"],
         "train": ["tqdm", "matplotlib", "tensorboard"],
         "bench": ["tqdm", "matplotlib"],
         # pyarrow 22 needs numpy 2, which casanovo 5.2.1 excludes.

@@ -1,7 +1,8 @@
 """Benchmark entry point: ``python -m benchmarks.run --grid headline``.
 
 Measures every (case, implementation) of the chosen grid in forward, backward
-and forward+backward, writes ``benchmarks/results/<device>/results.csv`` after
+and forward+backward, writes ``<--out>/<device>/results.csv`` (default
+``benchmarks/results`` on a GPU, the git-ignored ``runs/benchmarks`` on the CPU) after
 each measurement, then ``results.md`` and the PNG plots. See benchmarks/README.md.
 """
 
@@ -27,6 +28,8 @@ from .roofline import measure_rates
 from .timing import L2Flush, host_floor_ms, settings_for
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
+#: CPU runs are smoke tests, not records: their default root is ignored by git (.gitignore: runs/).
+CPU_RESULTS_ROOT = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
 CPU_IMPLS = ("eager", "triton", "keops")
 
 
@@ -49,13 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-batch", type=int, default=None,
                         help=f"batch size of the end-to-end step (default {end_to_end.BATCH_SIZE}, 8 on CPU)")
     parser.add_argument("--resume", action="store_true", help="skip measurements already in results.csv")
-    parser.add_argument("--results", type=Path, default=RESULTS_ROOT,
-                        help="root folder; results go to <root>/<device-name>/ (default benchmarks/results)")
+    parser.add_argument("--out", "--results", dest="results", type=Path, default=None,
+                        help="root folder; results go to <root>/<device-name>/ (default benchmarks/results on a "
+                             "GPU, runs/benchmarks on the CPU)")
     parser.add_argument("--copy-to", type=Path, default=None,
                         help="at the end, copy the results folder into this one (e.g. the device tool's $OUT)")
     args = parser.parse_args(argv)
     args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.grid = args.grid or ("smoke" if args.device.type == "cpu" else "headline")
+    args.results = args.results or (CPU_RESULTS_ROOT if args.device.type == "cpu" else RESULTS_ROOT)
     args.impl = args.impl or (list(implementations.IMPLEMENTATIONS) if args.device.type == "cuda" else list(CPU_IMPLS))
     args.train_batch = args.train_batch or (end_to_end.BATCH_SIZE if args.device.type == "cuda" else 8)
     if args.end_to_end is None:
@@ -100,6 +105,11 @@ def results_folder(args) -> Path:
     return args.results / slug(device_name(args.device))
 
 
+def _fma_rate(per_s: float) -> str:
+    """T FMA/s on a GPU, G FMA/s on a CPU (where "0.0 T" would say nothing)."""
+    return f"{per_s / 1e12:.1f} T FMA/s" if per_s >= 1e12 else f"{per_s / 1e9:.1f} G FMA/s"
+
+
 class Session:
     """One run: the measured rates, the rows so far (rewritten to the CSV after each task), the budget."""
 
@@ -116,7 +126,7 @@ class Session:
                        "fp32_tfma": self.rates.fp32_ops_per_s / 1e12, "fp32_method": self.rates.fp32_method,
                        "host_floor_ms": host_floor_ms(args.device, self.settings)}
         print(f"{self.shared['device']}: copy {self.shared['copy_gbps']:.0f} GB/s, "
-              f"fp32 {self.shared['fp32_tfma']:.1f} T FMA/s ({self.rates.fp32_method}), "
+              f"fp32 {_fma_rate(self.rates.fp32_ops_per_s)} ({self.rates.fp32_method}), "
               f"host floor {self.shared['host_floor_ms']:.3f} ms", file=sys.stderr)
         self.flush = L2Flush(args.device)
 

@@ -36,7 +36,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "reference":
         return "reference"
     if not triton_installed():
-        reason = "triton is not installed"
+        # setup.py installs triton on Linux only, the one platform it publishes wheels for.
+        reason = "triton is not installed (it has wheels for Linux only: there, pip install 'triton>=3.2')"
     elif device.type == "cuda" or (device.type == "cpu" and interpreter_enabled()):
         return "triton"
     elif device.type == "cpu":

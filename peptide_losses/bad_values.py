@@ -6,9 +6,8 @@ value it reads is bad:
 - position masses: the mass at an unmasked position is not finite (from logits:
   NaN or +inf logits, a row of only -inf logits, or a NaN / inf token mass;
   or a NaN / inf residue mass); a single -inf logit is a zero probability;
-- spectrum loss, at real peaks (``peak_mask``): m/z not finite or <= 0 (an
-  all-zero m/z row is padding without a ``peak_mask``), intensity not finite
-  or < 0;
+- spectrum loss, at real peaks (``peak_mask``; without one, every peak whose
+  m/z is not 0): m/z not finite or <= 0, intensity not finite or < 0;
 - precursor loss: precursor m/z not finite or <= 0, charge < 1.
 
 Masked positions and padded peaks are never read: they may hold anything.

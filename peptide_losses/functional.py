@@ -27,6 +27,7 @@ from .validation import (
     check_same_device,
     check_shape,
     raise_on_bad_values,
+    real_peaks,
     value_checks_enabled,
 )
 from .vocabulary import Vocabulary
@@ -114,7 +115,9 @@ def spectrum_matching_loss(
             :class:`Vocabulary`; required with logits.
         mask: (B, L) bool, True at real positions (default all); 0/1 integers
             are read as nonzero = True, checked to hold only 0 and 1 with check_values=True.
-        peak_mask: (B, N) bool, True at real peaks (default all).
+        peak_mask: (B, N) bool, True at real peaks; None (default) reads m/z == 0
+            as padding (the zero padding of Casanovo / depthcharge batches): every
+            other peak is real, so a NaN, inf or negative m/z is still a bad value.
         residue_masses: (B, L) per-position masses in Da, instead of logits.
         ion_types: fragment series among a, b, c, x, y, z.
         charges: fragment charges, e.g. (1, 2).
@@ -147,7 +150,7 @@ def spectrum_matching_loss(
     check_shape("mz", mz, (batch, n_peaks), "(B, N)")
     check_float("intensity", intensity, 2)
     check_shape("intensity", intensity, (batch, n_peaks), "(B, N)")
-    peak_mask = as_bool_mask("peak_mask", peak_mask, (batch, n_peaks), mz.device, checks)
+    peak_mask = real_peaks(peak_mask, mz, checks)
     device = mask.device
     if not (mz.device == intensity.device == peak_mask.device == device):
         check_same_device(prediction=mask, mz=mz, intensity=intensity, peak_mask=peak_mask)

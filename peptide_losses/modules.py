@@ -63,7 +63,7 @@ class SpectrumMatchingLoss(_VocabularyLoss):
     """Module form of :func:`peptide_losses.spectrum_matching_loss`.
 
     ``forward(logits, mz, intensity, mask=None, peak_mask=None)`` with logits
-    (B, L, V), mz / intensity / peak_mask (B, N), mask (B, L); logits=None with
+    (B, L, V), mz / intensity / peak_mask (B, N) (None: m/z 0 is padding), mask (B, L); logits=None with
     ``residue_masses=`` (B, L) Da skips the softmax. Options as the function;
     ``tokens``: the model's token names, checked against the vocabulary.
     """

@@ -20,7 +20,7 @@ import torch
 from . import reference
 from .backend import resolve_backend
 from .call_options import spectrum_options
-from .validation import as_bool_mask, check_float, check_same_device, check_shape
+from .validation import check_float, check_same_device, check_shape, real_peaks
 from .vocabulary import Vocabulary
 
 
@@ -112,7 +112,7 @@ def spectrum_scores(
         mz: (B, N) observed peak m/z. intensity: (B, N) peak intensities >= 0.
         masses: (V,) token masses in Da (``Vocabulary.mass_tensor()``) or the
             :class:`Vocabulary` the tokens index.
-        peak_mask: (B, N) bool, True at real peaks (default all).
+        peak_mask: (B, N) bool, True at real peaks (default: m/z != 0, zero padding).
         ion_types, charges, direction, distance, distance_scale, intensity_power:
             as :func:`peptide_losses.spectrum_matching_loss`; the defaults
             (:data:`SCORE_DEFAULTS`) differ in ``direction="both"``.
@@ -135,7 +135,7 @@ def spectrum_scores(
         raise ValueError(f"mz has {mz.shape[0]} spectra but tokens has {batch} (tokens is (B, K, L), mz (B, N))")
     check_float("intensity", intensity, 2)
     check_shape("intensity", intensity, (batch, n_peaks), "(B, N)")
-    peak_mask = as_bool_mask("peak_mask", peak_mask, (batch, n_peaks), mz.device, [])
+    peak_mask = real_peaks(peak_mask, mz, [])
     if not (mz.device == intensity.device == peak_mask.device == tokens.device):
         check_same_device(tokens=tokens, mz=mz, intensity=intensity, peak_mask=peak_mask)
     options = spectrum_options(ion_types, charges, direction, distance, distance_scale, intensity_power, "none")

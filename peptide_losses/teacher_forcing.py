@@ -41,7 +41,7 @@ class TeacherForcedMassLosses(nn.Module):
     ``forward(logits, targets, mz, intensity, precursor_mz, charge, peak_mask=None)``
     with logits (B, L, V) where position l predicts ``targets[:, l]`` (for
     Casanovo: ``decoder_output[:, :-1]``), targets (B, L) integer indices with
-    padding 0 and the stop token, mz / intensity / peak_mask (B, N),
+    padding 0 and the stop token, mz / intensity / peak_mask (B, N) (None: m/z 0 is padding),
     precursor_mz (B,) m/z, charge (B,) integer. Returns ``(spectrum_loss,
     precursor_loss)``, each reduced as its options say.
     """

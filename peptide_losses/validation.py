@@ -72,6 +72,15 @@ def as_bool_mask(name: str, mask: torch.Tensor | None, shape: Sequence[int], dev
     return mask != 0
 
 
+def real_peaks(peak_mask: torch.Tensor | None, mz: torch.Tensor, checks: list) -> torch.Tensor:
+    """The (B, N) bool mask of real peaks: ``peak_mask`` checked, or, without one, every peak whose
+    m/z is not 0 (zero padding, the layout of Casanovo's and depthcharge's batches; NaN, inf and
+    negative m/z stay real peaks, hence bad values). The one place where "no peak_mask" is decided."""
+    if peak_mask is None:
+        return mz != 0
+    return as_bool_mask("peak_mask", peak_mask, tuple(mz.shape), mz.device, checks)
+
+
 def check_same_device(**tensors: torch.Tensor) -> None:
     """All named tensors live on one device."""
     devices = {name: t.device for name, t in tensors.items() if t is not None}

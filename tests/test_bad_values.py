@@ -163,3 +163,38 @@ def test_precursor_ppm_is_nan_where_a_value_is_bad():
     ppm = pl.precursor_ppm(fields["logits"], fields["precursor_mz"], fields["charge"], masses=fields["masses"],
                            mask=fields["mask"])
     assert torch.equal(torch.isnan(ppm), _nan_spectra(None, fields))
+
+
+def _zero_padded():
+    """The batch with spectrum 2's padded peaks at m/z 0 and a nonzero intensity, as Casanovo pads them."""
+    fields = _fields(lambda f: None)
+    fields["mz"][2, 7:] = 0.0
+    fields["intensity"][2, 7:] = 5.0
+    return fields
+
+
+def test_without_a_peak_mask_zero_mz_is_padding_on_both_backends_and_in_the_modules():
+    fields = _zero_padded()
+    expected, _ = _loss("spectrum", fields, "reference", "none")
+    assert torch.isfinite(expected).all()
+    unmasked = dict(fields, peak_mask=None)
+    for backend in BACKENDS:
+        got, grad = _loss("spectrum", unmasked, backend, "none")
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3, msg=backend)
+        assert torch.isfinite(grad).all(), backend
+        assert torch.equal(got, _loss("spectrum", fields, backend, "none")[0]), backend
+        module = pl.SpectrumMatchingLoss(fields["masses"], direction="both", reduction="none", backend=backend)
+        got = module(fields["logits"], fields["mz"], fields["intensity"], mask=fields["mask"])
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3, msg=backend)
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF, -300.0])
+def test_without_a_peak_mask_a_nan_inf_or_negative_mz_is_still_bad(value):
+    fields = _zero_padded()
+    fields["mz"][BAD, 4] = value
+    fields["peak_mask"] = None
+    for backend in BACKENDS:
+        per_spectrum, _ = _loss("spectrum", fields, backend, "none")
+        assert torch.equal(torch.isnan(per_spectrum), _nan_spectra(None, fields)), (value, backend, per_spectrum)
+        with pytest.raises(ValueError, match=r"\bmz\b"):
+            _loss("spectrum", fields, backend, "mean", check_values=True)

@@ -6,6 +6,7 @@ what the harness computes and writes.
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -329,3 +330,10 @@ def test_per_call_graph_replay_is_judged_against_the_issues_h200_numbers():
     assert per_call.goal_lines(rows, floor_ms=0.2)[1].endswith("met (goal: <= 1.05x, on an H200 only)")
     rows[1]["fwd+bwd graph ms"] = 0.0221
     assert "missed" in per_call.goal_lines(rows, floor_ms=0.2)[1]
+
+
+def test_cpu_results_default_to_a_git_ignored_folder_and_out_names_another():
+    assert run.parse_args(["--device", "cpu"]).results == run.CPU_RESULTS_ROOT
+    assert run.CPU_RESULTS_ROOT.relative_to(run.RESULTS_ROOT.parents[1]).parts[0] == "runs"  # .gitignore: runs/
+    assert run.parse_args(["--device", "cpu", "--out", "elsewhere"]).results == Path("elsewhere")
+    assert run._fma_rate(5e10) == "50.0 G FMA/s" and run._fma_rate(6.7e13) == "67.0 T FMA/s"

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from peptide_losses import Vocabulary
 from peptide_losses.spectra import collate, read_mgf
@@ -28,6 +27,7 @@ REMAPPING = {
 @pytest.fixture(scope="module")
 def residue_set(instanovo):
     """The residue set of InstaNovo's default configuration, as its trainer builds it."""
+    import yaml  # instanovo's own dependency: imported here so that collection never needs it
     from instanovo.utils.residues import ResidueSet
 
     config = Path(instanovo.__file__).parent / "configs" / "residues" / "default.yaml"

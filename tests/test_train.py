@@ -88,6 +88,10 @@ def test_short_run_logs_every_metric_and_writes_every_output(tmp_path):
     else:
         assert "TensorBoard logging off" in (out / "train.log").read_text()
     final_metrics = json.loads((out / "final_metrics.json").read_text())
+    # The log ends with the split x decoding table and the expectation, not the list of every metric.
+    log_lines = (out / "train.log").read_text().splitlines()
+    assert "peptide recall" in log_lines[-6] and "expected on the CPU" in log_lines[-1]
+    assert not any(" = " in line for line in log_lines[-6:])
     for split in ("easy", "hard"):
         assert f"val/{split}/ce" in final_metrics
         for decoding in ("greedy", "precursor_beam", "spectrum_rerank"):
@@ -201,7 +205,7 @@ def test_resume_refuses_another_vocabulary_or_model_and_writes_nothing(tmp_path,
     assert after == before
 
 
-def test_init_from_continues_a_checkpoint_under_new_settings(tmp_path):
+def test_init_from_continues_a_checkpoint_under_new_settings(tmp_path, capsys):
     """--init-from: the checkpoint's weights and step, this command's losses (here the mass losses
     turned on, as the late-stage ablation does); another model shape, or --resume with it, is refused."""
     base = write_config(tmp_path, steps=6, checkpoint_every=3, logging={"every": 1})
@@ -221,8 +225,25 @@ def test_init_from_continues_a_checkpoint_under_new_settings(tmp_path):
     other.write_text(json.dumps(tiny(steps=6, model={"dim": 128})))
     with pytest.raises(ValueError, match=r"model\.dim \(checkpoint 64, this run 128\)"):
         main(["--config", str(other), "--init-from", str(out / "compact.pt"), "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="pass one of them"):
-        main(["--init-from", str(out / "compact.pt"), "--resume", str(out)])
+    assert main(["--init-from", str(out / "compact.pt"), "--resume", str(out)]) == 2
+    assert "pass one of them" in capsys.readouterr().err
+
+
+def test_a_config_error_is_one_line_without_a_traceback(tmp_path, capsys):
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"losses": {"spectrum": {"distance_scal": 0.1}}}))
+    assert main(["--config", str(typo), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "distance_scal" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_an_error_before_the_run_folder(tmp_path, capsys):
+    config = write_config(tmp_path, steps=2)
+    assert main(["--config", str(config), "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_diagnosis_reports_each_loss_weight_and_share():

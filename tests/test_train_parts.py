@@ -18,9 +18,11 @@ from peptide_losses.train.checkpoint import atomic_save
 from peptide_losses.train.config import load_config
 from peptide_losses.train.data import MGFTraining, SimulatedTraining
 from peptide_losses.train.metrics import aa_metrics, ppm_errors, residue_matches, token_metrics
+from peptide_losses.train import plots
 from peptide_losses.train.objective import Objective, shares
 from peptide_losses.train.schedule import Balancer, learning_rate, staged_weights
 from peptide_losses.train.simulate import SpectrumSimulator, generator, split_peptides, tryptic_peptides
+from peptide_losses.train.summary import summary_table
 
 VOCAB = Vocabulary.default()
 
@@ -301,9 +303,10 @@ def test_gradient_weighting_gives_each_mass_loss_its_share_of_ce_s_gradient_at_t
     weights = {"ce": 1.0, "spectrum": 0.1, "precursor": 0.3}
     total, factors = objective.weighted_total(terms, weights, logits)
     norm = lambda loss: torch.autograd.grad(loss, logits, retain_graph=True)[0].norm()  # noqa: E731
-    ce = norm(terms.ce)
-    assert norm(factors[0] * terms.spectrum) == pytest.approx(0.1 * ce, rel=1e-4)
-    assert norm(factors[1] * terms.precursor) == pytest.approx(0.3 * ce, rel=1e-4)
+    # .item(): pytest.approx of a 0-d tensor iterates it (a TypeError from pytest 9.2 on).
+    ce = norm(terms.ce).item()
+    assert norm(factors[0] * terms.spectrum).item() == pytest.approx(0.1 * ce, rel=1e-4)
+    assert norm(factors[1] * terms.precursor).item() == pytest.approx(0.3 * ce, rel=1e-4)
     assert torch.allclose(total, terms.ce + factors[0] * terms.spectrum + factors[1] * terms.precursor)
     value = Objective(VOCAB, config(batch_size=4).losses, backend="reference", autoregressive=True)
     total, factors = value.weighted_total(terms, {"ce": 1.0, "spectrum": 0.0, "precursor": 0.3}, logits)
@@ -332,3 +335,28 @@ def test_atomic_save_keeps_the_old_checkpoint_when_writing_fails(tmp_path, monke
     monkeypatch.undo()
     assert torch.load(path)["step"] == 1
     assert os.listdir(tmp_path) == ["last.pt"]
+
+
+# ------------------------------------------------------------------ summary
+def test_summary_table_has_a_row_per_split_and_decoding_found_in_the_final_metrics():
+    final = {"val/easy/greedy/peptide_recall": 0.5, "val/easy/greedy/ppm_error": 12345.6,
+             "val/real/spectrum_rerank/token_accuracy": 0.25, "val/easy/ce": 2.0, "train/ce": 3.0}
+    header, *rows = summary_table(final)
+    assert header.split()[:2] == ["split", "decoding"] and "median ppm" in header
+    assert [row.split()[:2] for row in rows] == [["easy", "greedy"], ["real", "spectrum_rerank"]]
+    assert rows[0].split()[2:] == ["0.500", "-", "-", "12,345.6"]
+    assert rows[1].split()[2:] == ["-", "0.250", "-", "-"]
+    assert summary_table({"train/ce": 3.0}) == []
+
+
+# ------------------------------------------------------------------ curves
+def test_curves_leave_out_empty_panels_and_name_the_series_at_zero(tmp_path):
+    records = [{"step": s, "train/ce_final": 3.0 - s / 10, "curriculum/ce_weight": 1.0,
+                "curriculum/spectrum_weight": 0.0, "curriculum/precursor_weight": 0.0} for s in (1, 2, 3)]
+    series = plots._series(records)
+    weights = next(panel for panel in plots.PANELS if panel[0].startswith("Loss weights"))
+    factors = next(panel for panel in plots.PANELS if panel[0].startswith("Factors"))
+    assert plots._panel_series(series, weights[2], weights[3]) == (
+        ["curriculum/ce_weight"], ["curriculum/precursor_weight", "curriculum/spectrum_weight"])
+    assert plots._panel_series(series, factors[2], factors[3]) == ([], [])
+    assert plots.plot_curves(records, tmp_path / "curves.png").is_file()

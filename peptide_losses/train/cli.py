@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .config import config_from_dict, load_config, merge_settings, preset_names, with_defaults
+from .summary import expectation, summary_table
 
 log = logging.getLogger("peptide_losses.train")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -93,6 +94,15 @@ def _config(args):
     return load_config(args.config, _overrides(args), preset=args.preset)
 
 
+def _check_device(device: str) -> None:
+    """A CUDA device this machine has, before anything (the run folder) is made."""
+    import torch
+
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device / device {device!r}: torch sees no CUDA GPU here (torch {torch.__version__}, "
+                         f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+
+
 def run_diagnosis(config, resume) -> str:
     """The diagnosis text for the config's model (or the checkpoint's) on one training batch."""
     from ..vocabulary import Vocabulary
@@ -119,14 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     # The package's own INFO lines are wanted even when something else configured logging first.
     package_log = logging.getLogger("peptide_losses")
     package_log.setLevel(logging.INFO)
-    config = _config(args)
+    try:
+        config = _config(args)
+        _check_device(config.device)
+    except (ValueError, OSError) as error:
+        # A mistake in the command or the config: its message is the whole story, no traceback.
+        print(f"python -m peptide_losses.train: error: {error}", file=sys.stderr)
+        return 2
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     if args.diagnose:
         print(run_diagnosis(config, args.resume or args.init_from))
         return 0
-    from .trainer import train
+    from .trainer import FINAL_METRICS, train
 
     if args.out:
         out = Path(args.out)
@@ -142,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("run folder %s", out)
         final = train(config, out, resume=args.resume or args.init_from, stop_after=args.stop_after,
                       extra_validation=_named_paths(args.val_data))
-        for name in sorted(final):
-            log.info("%s = %.5g", name, final[name])
+        for line in summary_table(final):
+            log.info("%s", line)
+        log.info("%s; every final metric: %s", expectation(args.preset, config.device), out / FINAL_METRICS)
     finally:
         package_log.removeHandler(handler)
         handler.close()

@@ -20,7 +20,7 @@ PANELS = (
     ("Factors on the mass losses", "factor (log)", r"(balancing/.*_factor|train/(spectrum|precursor)_factor)$", "log"),
     ("Share of the total loss (values)", "fraction", r"share/.*$", "linear"),
     ("Throughput", "spectra per second", r"time/spectra_per_s$", "linear"),
-    ("Time per step", "ms (device time on a GPU)", r"time/.*_ms$", "linear"),
+    ("Time per step", "ms (device time on a GPU, wall time on the CPU)", r"time/.*_ms$", "linear"),
 )
 _NOISE = re.compile(r"^(train|val|curriculum|balancing|share|time)/|/?(token_accuracy|peptide_recall|precursor_match|"
                     r"ppm_error|_weight|_factor|_loss|_ms|spectra_per_s)$")
@@ -41,12 +41,26 @@ def _label(name: str) -> str:
     return (_NOISE.sub("", name) or name.rsplit("/", 1)[-1]).replace("_", " ")
 
 
+def _panel_series(series, pattern: str, scale: str) -> tuple[list[str], list[str]]:
+    """(names drawn, names left out as 0 throughout) of a panel; a log panel also leaves out
+    series with values <= 0. Constant-0 series (a weight that is off) would all lie on one line."""
+    drawn, zero = [], []
+    for name, (_, values) in sorted(series.items()):
+        if not re.fullmatch(pattern, name):
+            continue
+        if not any(values):
+            zero.append(name)
+        elif not (scale == "log" and min(values) <= 0):
+            drawn.append(name)
+    return drawn, zero
+
+
 def plot_curves(records: list[dict], path: str | Path) -> Path | None:
     """Draw the run's curves into one PNG at ``path``; None if there is nothing to plot.
 
-    Each panel shows the metrics whose names match its expression (a log panel
-    leaves out series with values <= 0); validation points are marked. Legends
-    sit outside the axes so they never cover a curve.
+    One panel per entry of :data:`PANELS` that has a curve to show; series at 0
+    throughout are named in the legend instead of drawn; validation points are
+    marked. Legends sit outside the axes so they never cover a curve.
     """
     import matplotlib
 
@@ -54,20 +68,26 @@ def plot_curves(records: list[dict], path: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     series = _series(records)
-    if not series:
+    panels = [(panel, *_panel_series(series, panel[2], panel[3])) for panel in PANELS]
+    panels = [(panel, drawn, zero) for panel, drawn, zero in panels if drawn]
+    if not panels:
         return None
-    fig, axes = plt.subplots(4, 3, figsize=(21, 17))
-    for ax, (title, ylabel, pattern, scale) in zip(axes.flat, PANELS):
-        for name, (steps, values) in sorted(series.items()):
-            if re.fullmatch(pattern, name) and not (scale == "log" and min(values) <= 0):
-                ax.plot(steps, values, label=_label(name), marker="o" if name.startswith("val/") else None,
-                        markersize=3)
+    rows = -(-len(panels) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(21, 4.25 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.remove()
+    for ax, ((title, ylabel, _, scale), drawn, zero) in zip(axes.flat, panels):
+        for name in drawn:
+            steps, values = series[name]
+            ax.plot(steps, values, label=_label(name), marker="o" if name.startswith("val/") else None,
+                    markersize=3)
+        if zero:
+            ax.plot([], [], " ", label=", ".join(_label(name) for name in zero) + ": 0 throughout")
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.set_yscale(scale)
-        if ax.lines:
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)
