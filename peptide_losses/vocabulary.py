@@ -338,14 +338,20 @@ class Vocabulary:
         """Split a peptide string into vocabulary tokens.
 
         Accepts ProForma-like strings (``[Acetyl]-PEPC[Carbamidomethyl]K``,
-        ``M[+15.995]``) and Casanovo / MassIVE-KB deltas (``+42.011PEPM+15.995``,
-        ``+43.006-17.027PEP``). A token not in the vocabulary raises
-        ``ValueError`` naming it and its character position.
+        ``M[+15.995]``), Casanovo / MassIVE-KB deltas (``+42.011PEPM+15.995``,
+        ``+43.006-17.027PEP``) and a leading N-terminal token of the
+        vocabulary without a dash (InstaNovo's ``[UNIMOD:1]PEPK``). A token not
+        in the vocabulary raises ``ValueError`` naming it and its character position.
         """
         tokens: list[str] = []
         pos = 0
         nterm = _N_TERM_BRACKET.match(sequence)
-        if nterm:
+        token = _N_TERM_TOKEN.match(sequence)
+        if token and token.group(0) in self._index and self.is_n_terminal(token.group(0)):
+            # InstaNovo joins its beam's tokens with "[UNIMOD:1]" first, without ProForma's dash.
+            tokens.append(token.group(0))
+            pos = token.end()
+        elif nterm:
             name = nterm.group(0)
             if name not in self._index:
                 delta = _modification_mass(nterm.group(1))

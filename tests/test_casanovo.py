@@ -1,4 +1,5 @@
-"""Casanovo (5.2.1) with the losses: its tokenizer's vocabulary, the acceptance check on the real spectra, training.
+"""Casanovo (5.2.1) with the losses: its tokenizer's vocabulary, the acceptance check on the real spectra, training,
+reranking its beam.
 
 Runs where casanovo is installed (``pip install -e ".[casanovo]"``); CI installs
 it and fails these tests without it (tests/conftest.py).
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary, precursor_ppm
+from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary, precursor_ppm, spectrum_scores
+from peptide_losses.decoding import candidate_ppm, rerank
+from peptide_losses.integrations.candidates import candidate_scores, candidate_tokens
 from peptide_losses.recommended import RECOMMENDED, Recommendation
 from peptide_losses.spectra import collate, read_mgf
 
@@ -159,3 +162,68 @@ def test_example_trains_casanovo_and_its_checkpoint_loads_as_plain_spec2pep(tmp_
     batch = model_batch(data, targets, slice(0, 4))
     scores, _ = model._forward_step(batch)
     assert scores.shape == (4, targets.shape[1] + 1, model.vocab_size) and torch.isfinite(scores).all()
+
+
+def test_rerank_casanovos_beam_by_the_spectrum(real, tokenizer):
+    """Spec2Pep's top_match candidates (N->C strings, best first) as token rows, scored and reranked (README recipe)."""
+    from casanovo.denovo.model import Spec2Pep
+
+    torch.manual_seed(0)
+    model = Spec2Pep(dim_model=32, n_head=2, dim_feedforward=32, n_layers=1, tokenizer=tokenizer, n_beams=5,
+                     top_match=5, max_peptide_len=12).eval()
+    with torch.no_grad():
+        # Casanovo keeps only the beams that stop, and a random decoder seldom predicts its stop token
+        # within 12 steps: favoured, the beams stop at various lengths (some spectra keep none).
+        model.decoder.final.bias[tokenizer.stop_int] += 2.0
+        data, targets = real
+        batch = model_batch(data, targets, slice(0, 6))
+        predictions = model(batch)
+    counts = [len(beam) for beam in predictions]
+    assert 0 < sum(counts) and min(counts) < 5, f"the beam should hold candidates and an empty slot: {counts}"
+    weight = 1e6  # large: the spectrum decides among the candidates in tolerance
+
+    vocab = Vocabulary.from_casanovo(tokenizer)
+    mz, intensity = batch["mz_array"], batch["intensity_array"]
+    rows = candidate_tokens([[sequence for _, _, sequence in beam] for beam in predictions], vocab, beam_size=5,
+                            device=mz.device)
+    model_scores = candidate_scores([[score for score, _, _ in beam] for beam in predictions], rows.present)
+    scores = spectrum_scores(rows.tokens, mz, intensity, masses=vocab, peak_mask=mz > 0)
+    ppm = candidate_ppm(rows.tokens, vocab, batch["precursor_mz"], batch["precursor_charge"], isotope_errors=(0, 1))
+    choice = rerank(rows.tokens, model_scores, precursor_ppm=ppm, tolerance_ppm=20.0,
+                    spectrum_scores=scores, weight=weight)
+    best = [vocab.decode(row) for row in choice.tokens]  # N->C, "" where the beam was empty
+
+    assert rows.tokens.shape[:2] == (6, 5) and rows.present.sum(1).tolist() == counts
+    masses = vocab.mass_tensor()
+    own_ppm = torch.full((6, 5), torch.nan, dtype=torch.float64)  # Casanovo's m/z, isotope 0
+    for b, beam in enumerate(predictions):
+        observed = batch["precursor_mz"][b].double()
+        for k, (_, aa_scores, sequence) in enumerate(beam):
+            row = rows.tokens[b, k]
+            n = int(row.count_nonzero())
+            assert n == len(aa_scores) and vocab.decode(row) == sequence
+            # Casanovo's own token indices run C->N; the row is them flipped.
+            assert row[:n].flip(0).tolist() == tokenizer.tokenize([sequence])[0].tolist()
+            residues = sum(tokenizer.residues[token] for token in tokenizer.split(sequence))
+            assert masses[row].sum().item() == pytest.approx(residues, abs=1e-9)
+            theirs = tokenizer.calculate_precursor_ions([sequence], batch["precursor_charge"][b:b + 1]).double()
+            own_ppm[b, k] = ((theirs - observed).abs() / observed * 1e6).item()
+    assert torch.isfinite(scores[rows.present]).all() and scores[~rows.present].isposinf().all()
+    # The spectrum decides among the candidates, never an empty slot (all candidates are out of tolerance).
+    assert (ppm[rows.present] > 20.0).all()
+    assert torch.equal(choice.index, scores.where(rows.present, torch.inf).argmin(1))
+    assert best == [beam[i][2] if beam else "" for beam, i in zip(predictions, choice.index.tolist())]
+
+    # Weight 0 with Casanovo's own scores: Casanovo's first (best) candidate.
+    plain = rerank(rows.tokens, model_scores)
+    assert plain.index.tolist() == [0] * 6
+    assert [vocab.decode(t) for t in plain.tokens] == [beam[0][2] if beam else "" for beam in predictions]
+    # With the precursor: the first of Casanovo's candidates within a tolerance that splits them.
+    isotope0 = candidate_ppm(rows.tokens, vocab, batch["precursor_mz"], batch["precursor_charge"])
+    torch.testing.assert_close(isotope0[rows.present], own_ppm[rows.present], rtol=0, atol=0.5)
+    values = own_ppm[rows.present].unique()
+    tolerance = float(values[len(values) // 2 - 1: len(values) // 2 + 1].mean())
+    fits = own_ppm <= tolerance
+    want = [beam_fits.int().argmax().item() if beam_fits.any() else 0 for beam_fits in fits]
+    assert 0 < fits[rows.present].sum() < rows.present.sum()
+    assert rerank(rows.tokens, model_scores, precursor_ppm=isotope0, tolerance_ppm=tolerance).index.tolist() == want

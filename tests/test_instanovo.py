@@ -1,4 +1,5 @@
-"""InstaNovo (1.2.2): its ResidueSet's vocabulary, and the acceptance check of issue 14 on the real spectra.
+"""InstaNovo (1.2.2): its ResidueSet's vocabulary, the acceptance check of issue 14 on the real spectra, reranking
+its transformer's beam.
 
 Runs where instanovo is installed (``pip install -e ".[instanovo]"``, an
 environment of its own: it needs numpy >= 2, casanovo 5.2.1 numpy < 2). CI
@@ -10,7 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from peptide_losses import Vocabulary
+from peptide_losses import Vocabulary, spectrum_scores
+from peptide_losses.constants import PROTON
+from peptide_losses.decoding import candidate_ppm, rerank
+from peptide_losses.integrations.candidates import candidate_scores, candidate_tokens
 from peptide_losses.spectra import collate, read_mgf
 
 from model_targets import check_true_peptides
@@ -68,3 +72,59 @@ def test_precursor_mz_agrees_with_instanovos_own(real, residue_set):
 def test_acceptance_one_hot_true_peptides_through_the_adapter(real, residue_set):
     batch, targets, _ = real
     check_true_peptides(Vocabulary.from_instanovo(residue_set), residue_set.vocab, targets, batch)
+
+
+def test_rerank_instanovos_beam_by_the_spectrum(real, residue_set):
+    """A random InstaNovo transformer's beam (BeamSearchDecoder, return_beam: N->C strings, best first) as token
+    rows, scored and reranked (README recipe); it runs offline, no weights downloaded."""
+    from instanovo.inference.beam_search import BeamSearchDecoder
+    from instanovo.transformer.model import InstaNovo
+
+    batch, _, _ = real
+    part, k = slice(0, 4), 5
+    mz, intensity = batch.mz[part], batch.intensity[part]
+    precursor_mz, charge = batch.precursor_mz[part], batch.charge[part]
+    # InstaNovo's batch layout: (B, N, 2) m/z and intensity (m/z 0 at padding); (B, 3) neutral mass, charge, m/z.
+    spectra = torch.stack([mz, intensity], -1).float()
+    precursors = torch.stack([(precursor_mz - PROTON) * charge, charge, precursor_mz], -1).float()
+    torch.manual_seed(0)
+    model = InstaNovo(residue_set, dim_model=32, n_head=2, dim_feedforward=32, encoder_layers=1, decoder_layers=1,
+                      dropout=0.0).eval()
+    weight = 1e6  # large: the spectrum decides among the candidates in tolerance
+
+    vocab = Vocabulary.from_instanovo(model.residue_set)
+    beam = BeamSearchDecoder(model).decode(spectra=spectra, precursors=precursors, beam_size=k, max_length=10,
+                                           return_beam=True)
+    peptides = list(zip(*(beam[f"predictions_beam_{i}"] for i in range(k))))  # per spectrum, best first
+    rows = candidate_tokens(peptides, vocab, device=spectra.device)
+    log_probs = list(zip(*(beam[f"predictions_log_probability_beam_{i}"] for i in range(k))))
+    model_scores = candidate_scores(log_probs, rows.present)
+    peak_mask = spectra[..., 0] > 0
+    scores = spectrum_scores(rows.tokens, spectra[..., 0], spectra[..., 1], masses=vocab, peak_mask=peak_mask)
+    ppm = candidate_ppm(rows.tokens, vocab, precursors[:, 2], precursors[:, 1].long(), isotope_errors=(0, 1))
+    choice = rerank(rows.tokens, model_scores, precursor_ppm=ppm, tolerance_ppm=20.0,
+                    spectrum_scores=scores, weight=weight)
+    best = [vocab.decode(row) for row in choice.tokens]  # N->C
+
+    assert rows.tokens.shape[:2] == (4, k)
+    assert rows.present.tolist() == [[bool(p) for p in candidates] for candidates in peptides]
+    assert rows.present.any()
+    masses = vocab.mass_tensor()
+    for b, candidates in enumerate(peptides):
+        for c, peptide in enumerate(candidates):
+            row = rows.tokens[b, c]
+            names = residue_set.tokenize(peptide)
+            # InstaNovo's own tokenizer and indices, N->C.
+            assert row[:len(names)].tolist() == residue_set.encode(names) and not row[len(names):].any()
+            assert vocab.decode(row) == peptide
+            assert masses[row].sum().item() == pytest.approx(sum(map(residue_set.get_mass, names)), abs=1e-9)
+    # The best candidate also comes as a token list.
+    assert torch.equal(candidate_tokens([[p] for p in beam["predictions"]], vocab, max_length=rows.tokens.shape[2])
+                       .tokens[:, 0], rows.tokens[:, 0])
+    assert torch.isfinite(scores[rows.present]).all() and scores[~rows.present].isposinf().all()
+    assert (ppm[rows.present] > 50.0).all()  # random peptides, out of both tolerances: the spectrum decides
+    assert torch.equal(choice.index, scores.where(rows.present, torch.inf).argmin(1))
+    assert best == [candidates[i] for candidates, i in zip(peptides, choice.index.tolist())]
+    # InstaNovo ranks by meeting its precursor tolerance (50 ppm), then log-probability: with no candidate
+    # in tolerance, weight 0 with its log-probabilities is its first candidate.
+    assert rerank(rows.tokens, model_scores, precursor_ppm=ppm, tolerance_ppm=50.0).index.tolist() == [0] * 4

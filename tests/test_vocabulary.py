@@ -296,6 +296,11 @@ def test_named_padding_and_dashless_n_terminal_modification():
                        ("[PAD]", "[SOS]", "[EOS]"))
     assert vocab.is_n_terminal("[UNIMOD:1]") and not vocab.is_n_terminal("[EOS]")
     assert vocab.residue_masses([4, 3, 3, 2]) == pytest.approx([113.048, 71.037])
+    # InstaNovo's beam joins its tokens into strings such as "[UNIMOD:1]AA".
+    assert vocab.tokenize("[UNIMOD:1]AA") == ["[UNIMOD:1]", "A", "A"]
+    for text in ("[EOS]AA", "A[UNIMOD:1]A"):  # a special token, or the modification inside
+        with pytest.raises(ValueError, match="unknown token"):
+            vocab.tokenize(text)
 
 
 def test_check_tokens_names_the_first_disagreement():
