@@ -29,13 +29,12 @@ class ScoreDefaults:
     """Options of :func:`spectrum_scores`, chosen on real spectra and reranked beams.
 
     ``direction="both"``: a candidate is judged by the peaks it leaves
-    unexplained *and* by the ions it predicts where there is no peak; the
-    observed direction alone cannot tell a peptide from one that adds ions
-    anywhere. b/y ions at charges 1 and 2 with the log-scaled Da distance of
-    tau = 0.005 Da rank the true peptide first among 20 same-mass permutations
-    most often on the 128 real spectra and give the best reranked recall
-    (``benchmarks/results/nvidia-h200/decoding/``, README "Where the mass
-    losses help").
+    unexplained *and* by the ions it predicts where there is no peak. With b/y
+    ions at charges 1 and 2 and tau = 0.005 Da the true peptide scores below all
+    of 20 same-mass permutations in 99.2 % of the 128 real spectra, and reranking
+    a beam of 20 gives the best hard recall of the option sets measured but a/b/y
+    (whose gain is partly the simulator's a ions); README "Where the mass losses
+    help", ``benchmarks/results/nvidia-h200/decoding/``.
     """
 
     ion_types: tuple[str, ...] = ("b", "y")

@@ -166,10 +166,13 @@ class DecodingConfig:
     candidates farther than ``precursor_tolerance_ppm`` from the observed precursor at every
     isotope error of ``losses.precursor.isotope_errors``; ``spectrum_rerank`` also subtracts
     ``spectrum_weight`` times each candidate's :func:`peptide_losses.spectrum_scores` with the
-    options ``spectrum``. ``precursor_tolerance_ppm`` also defines the precursor-match rate."""
+    options ``spectrum``. ``guide_weight`` (None: off) guides the beam by
+    :func:`peptide_losses.decoding.spectrum_guide`. ``precursor_tolerance_ppm`` also defines
+    the precursor-match rate."""
 
     beam_size: int
     precursor_tolerance_ppm: float
+    guide_weight: float | None
     spectrum_weight: float
     spectrum: SpectrumLossConfig
 

@@ -61,7 +61,7 @@ def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: f
 def beam_decodings(model, batch: SpectrumBatch, settings: DecodingConfig, isotope_errors) -> dict[str, torch.Tensor]:
     """(B, L) tokens of the beam's two choices: ``precursor_beam`` (precursor demotion alone) and
     ``spectrum_rerank`` (also ``settings.spectrum_weight`` x :func:`peptide_losses.spectrum_scores`)."""
-    candidates = beam_candidates(model, batch, settings.beam_size)
+    candidates = beam_candidates(model, batch, settings.beam_size, settings.guide_weight)
     masses = batch.vocabulary.mass_tensor(device=batch.mz.device)
     ppm = candidate_ppm(candidates.tokens, masses, batch.precursor_mz, batch.charge, isotope_errors)
     tolerance = settings.precursor_tolerance_ppm
