@@ -144,7 +144,8 @@ def spectrum_scores(
         from .kernels.common import cached_config
         from .kernels.spectrum import launch_config, spectrum_forward
 
-        config = cached_config(launch_config, length, None, SCORE_BLOCK_N, SCORE_NUM_WARPS, 4, True)
+        config = cached_config(launch_config, length, None, SCORE_BLOCK_N, SCORE_NUM_WARPS,
+                               residue_masses.element_size(), residue_masses.is_contiguous())
         rows, _ = spectrum_forward(residue_masses, None, mask, mz, intensity, peak_mask, **options.loss_options(),
                                    need_grad=False, rows_per_spectrum=k, config=config)
         loss, counted = rows[0], rows[1] != 0

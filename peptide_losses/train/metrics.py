@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..functional import precursor_ppm
+from ..decoding import candidate_ppm
 
 RESIDUE_TOLERANCE = 0.1  # Da, one residue against another
 PREFIX_TOLERANCE = 0.5  # Da, the running prefix (suffix) masses
@@ -119,6 +119,6 @@ def first_peptide(tokens: torch.Tensor) -> torch.Tensor:
 
 
 def ppm_errors(pred_tokens, masses, precursor_mz, charge, isotope_errors=(0,)) -> torch.Tensor:
-    """(B,) ppm error of the decoded predictions' precursor m/z (padding has mass 0)."""
-    return precursor_ppm(None, precursor_mz, charge, residue_masses=masses[pred_tokens],
-                         mask=pred_tokens != 0, isotope_errors=isotope_errors, check_values=False)
+    """(B,) ppm error of the decoded predictions' precursor m/z (padding has mass 0): the
+    one-candidate case of :func:`peptide_losses.decoding.candidate_ppm`."""
+    return candidate_ppm(pred_tokens[:, None], masses, precursor_mz, charge, isotope_errors)[:, 0]
