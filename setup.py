@@ -21,6 +21,8 @@ setup(
         # and the benchmarks' tests need tqdm and matplotlib.
         "test": ["pytest>=8,<10", "hypothesis>=6,<7", "tqdm", "matplotlib"],
         "train": ["tqdm", "matplotlib", "tensorboard"],
+        # ms2pip 4.1.2 ships the HCD2019 model in its wheel (4.2 downloads models at run time).
+        "simulate": ["ms2pip==4.1.2", "tqdm"],
         "bench": ["tqdm", "matplotlib"],
         # pyarrow 22 needs numpy 2, which casanovo 5.2.1 excludes.
         "casanovo": ["casanovo==5.2.1", "pyarrow<22"],

@@ -360,3 +360,30 @@ def test_curves_leave_out_empty_panels_and_name_the_series_at_zero(tmp_path):
         ["curriculum/ce_weight"], ["curriculum/precursor_weight", "curriculum/spectrum_weight"])
     assert plots._panel_series(series, factors[2], factors[3]) == ([], [])
     assert plots.plot_curves(records, tmp_path / "curves.png").is_file()
+
+
+def test_compiled_model_is_one_graph_and_its_steps_equal_the_eager_steps():
+    """What ``compile: true`` compiles (the model) traces as one graph (fullgraph: no break
+    costing speed) and three training steps through it, the mass losses included, give the
+    eager steps' values and weights. aot_eager: dynamo and AOT autograd, what our code must
+    survive; inductor's codegen is torch's."""
+    from peptide_losses.train.data import training_data
+    from peptide_losses.train.trainer import build, training_step
+
+    c = config(batch_size=8, model={"dim": 32, "heads": 2, "ff_dim": 64, "encoder_layers": 1, "decoder_layers": 1},
+               simulation={"proteins": PROTEINS}, schedule={"spectrum_weights": [0.1], "precursor_weights": [0.1]})
+    data = training_data(c, VOCAB, "cpu")
+    weights = staged_weights(c.schedule, 0, c.steps)
+    runs = []
+    for compiled in (False, True):
+        model, objective = build(c, VOCAB, torch.device("cpu"))
+        train_model = torch.compile(model, backend="aot_eager", fullgraph=True) if compiled else model
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        values = torch.stack([training_step(train_model, objective, optimizer, data.batch(s), weights, c)
+                              for s in range(3)])
+        runs.append((values, [p.detach().clone() for p in model.parameters()]))
+    (eager, eager_weights), (compiled, compiled_weights) = runs
+    assert torch.isfinite(eager).all() and eager[:, 2].gt(0).all()
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+    for a, b in zip(compiled_weights, eager_weights):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -33,6 +33,7 @@ def preset_path(name: str) -> Path:
 
 
 MODEL_KINDS = ("transformer", "recursive")
+INTENSITY_MODELS = ("shape", "ms2pip")
 PRECISIONS = ("fp32", "bf16")
 WEIGHTINGS = ("value", "gradient")
 
@@ -133,6 +134,8 @@ class SimulationSettings:
     [low, high] per spectrum; fragment m/z jitter and precursor m/z jitter (ppm,
     standard deviation); the rate of a +1 isotope precursor, of oxidised
     methionines, and of a-ion / water-or-ammonia-loss companions per fragment.
+    ``intensities``: the b/y intensity model, ``"shape"`` (position-dependent,
+    y twice b) or ``"ms2pip"`` (predicted, cached: :mod:`.intensities`).
     """
 
     min_length: int
@@ -146,6 +149,7 @@ class SimulationSettings:
     oxidation_rate: float
     a_ion_rate: float
     neutral_loss_rate: float
+    intensities: str
 
 
 @dataclass
@@ -263,6 +267,10 @@ class TrainConfig:
         if self.losses.weighting == "gradient" and self.balancing.enabled:
             raise ValueError("balancing.enabled balances loss values; with losses.weighting 'gradient' the "
                              "weights already fix each mass loss's gradient relative to CE's: disable balancing")
+        for split in ("train", "easy", "hard"):
+            model = getattr(self.simulation, split).intensities
+            if model not in INTENSITY_MODELS:
+                raise ValueError(f"simulation.{split}.intensities must be one of {INTENSITY_MODELS}, got {model!r}")
         if self.model.kind not in MODEL_KINDS:
             raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.model.kind!r}")
         if self.precision not in PRECISIONS:

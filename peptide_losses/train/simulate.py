@@ -11,7 +11,8 @@ never trained on.
 
 A spectrum holds b/y ions at fragment charges 1..max(1, z - 1), optional a
 ions and water/ammonia losses, intensities from a position-dependent model
-with log-normal noise, missing fragments, m/z jitter in ppm and uniform noise
+(or, with ``intensities = "ms2pip"``, b/y intensities predicted by ms2pip:
+:mod:`.intensities`) with log-normal noise, missing fragments, m/z jitter in ppm and uniform noise
 peaks; the precursor m/z carries ppm jitter and an optional +1 isotope error.
 A whole batch is drawn with tensor operations on the device that trains (no
 per-spectrum Python, no host sync), from the ``torch.Generator`` passed in, so
@@ -30,6 +31,7 @@ from ..constants import C13_C12, CO, H2O, NH3, PROTON
 from ..spectra import Preprocessing, SpectrumBatch
 from ..vocabulary import Vocabulary
 from .config import SimulationSettings
+from .intensities import load_intensities
 
 #: Amino-acid composition (%) of UniProtKB/Swiss-Prot, for the synthetic proteome.
 COMPOSITION = {
@@ -84,6 +86,15 @@ def generator(device, *seeds: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "big") >> 1)
 
 
+def cleavage_shape(lengths: torch.Tensor, slots: int) -> torch.Tensor:
+    """(B, slots) float64 y-ion strength of each cleavage slot of peptides of ``lengths`` residues
+    (the b ion gets half of it), 0 past the last real slot: the ``"shape"`` intensity model."""
+    position = torch.arange(1, slots + 1, device=lengths.device, dtype=torch.float64)
+    real = position[None] < lengths[:, None]
+    # Mid-peptide cleavages fragment best; y ions dominate tryptic spectra.
+    return torch.where(real, 0.3 + torch.sin(torch.pi * position[None] / lengths[:, None]), 0.0)
+
+
 class SpectrumSimulator:
     """Draws batches of annotated spectra of peptides under one :class:`SimulationSettings`.
 
@@ -125,6 +136,10 @@ class SpectrumSimulator:
         self.lengths = torch.tensor([len(p) for p in peptides], device=self.device)
         self.methionine, self.oxidised = vocabulary.index("M"), vocabulary.index(OXIDISED)
         self.masses = vocabulary.mass_tensor(device=self.device)
+        self.predicted = None
+        if settings.intensities == "ms2pip":
+            charges = [z for z, w in enumerate(settings.charge_weights, 1) if w > 0]
+            self.predicted = load_intensities(peptides, charges, max_length - 1).to(self.device)
 
     def __len__(self) -> int:
         """The number of distinct peptides drawn from."""
@@ -152,15 +167,17 @@ class SpectrumSimulator:
         # Slot l is the cleavage after residue l + 1; real slots are l < n - 1.
         prefix = masses.cumsum(1)[:, :-1]
         slots = prefix.shape[1]
-        position = torch.arange(1, slots + 1, device=dev, dtype=f64)
-        real = position[None] < n[:, None]
-        # Mid-peptide cleavages fragment best; y ions dominate tryptic spectra.
-        shape = torch.where(real, 0.3 + torch.sin(torch.pi * position[None] / n[:, None]), 0.0)
+        shape = cleavage_shape(n, slots)
+        b_strength, y_strength = 0.5 * shape, shape
+        if self.predicted is not None:
+            # ms2pip's b/y pattern, carrying the same total b/y intensity as the shape model.
+            predicted = self.predicted[pick, charge - 1].double() * (1.5 * shape).sum(1)[:, None, None]
+            b_strength, y_strength = predicted[:, 0, :slots], predicted[:, 1, :slots]
         suffix = peptide_mass[:, None] - prefix
         loss = torch.where(uniform(count, slots) < 0.5, H2O, NH3)
         neutral = torch.stack([prefix, suffix, prefix - CO, suffix - loss], 1)
         strength = torch.stack([
-            0.5 * shape, shape,
+            b_strength, y_strength,
             0.3 * shape * (uniform(count, slots) < s.a_ion_rate),
             0.2 * shape * (uniform(count, slots) < s.neutral_loss_rate),
         ], 1).flatten(1)

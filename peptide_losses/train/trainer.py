@@ -222,6 +222,8 @@ def _run(config: TrainConfig, out_dir: Path, resume, stop_after, extra_validatio
         device_ids = [device.index] if device.type == "cuda" else None
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if config.compile:
+        # The model alone: compiled together with the losses, inductor's partitioner
+        # failed on torch 2.11 (benchmarks/NOTES.md, "Compiled step").
         train_model = torch.compile(train_model)
     end = config.steps if stop_after is None else min(stop_after, config.steps)
     data = training_data(config, vocabulary, device)
