@@ -85,7 +85,13 @@ def test_config_rejects_an_unknown_intensity_model(tmp_path):
         load_config(overrides={"simulation": {"train": {"intensities": "prosit"}}})
 
 
-def pattern_correlation(intensity_model, tmp_path, monkeypatch) -> float:
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_config_rejects_a_predicted_fraction_outside_0_1(fraction):
+    with pytest.raises(ValueError, match=r"simulation.easy.predicted_fraction must be in \[0, 1\]"):
+        load_config(overrides={"simulation": {"easy": {"predicted_fraction": fraction}}})
+
+
+def pattern_correlation(intensity_model, tmp_path, monkeypatch, predicted_fraction=1.0) -> float:
     """Mean over spectra of the Pearson correlation between log drawn and log fake-predicted
     intensities of the b/y ions found (no noise peaks, missing ions, a ions or losses)."""
     monkeypatch.setattr(intensities, "ms2pip_predictor", fake_predictor([]))
@@ -93,7 +99,7 @@ def pattern_correlation(intensity_model, tmp_path, monkeypatch) -> float:
     settings = load_config(overrides={"simulation": {"train": {
         "intensities": intensity_model, "min_length": 7, "max_length": 18, "charge_weights": [0.0, 1.0],
         "noise_peaks": [0, 0], "missing_rate": [0.0, 0.0], "a_ion_rate": 0.0, "neutral_loss_rate": 0.0,
-        "isotope_error_rate": 0.0}}}).simulation.train
+        "isotope_error_rate": 0.0, "predicted_fraction": predicted_fraction}}}).simulation.train
     vocabulary = Vocabulary.default()
     simulator = SpectrumSimulator(PEPTIDES, settings, vocabulary, Preprocessing(), 20)
     batch = simulator.sample(64, generator("cpu", 3))
@@ -119,3 +125,14 @@ def test_simulator_draws_the_predicted_b_y_pattern(tmp_path, monkeypatch):
     predicted = pattern_correlation("ms2pip", tmp_path, monkeypatch)
     shape = pattern_correlation("shape", tmp_path, monkeypatch)
     assert predicted > 0.8 and predicted > shape + 0.2, (predicted, shape)
+
+
+def test_a_predicted_fraction_mixes_the_two_patterns_per_spectrum(tmp_path, monkeypatch):
+    """Half the spectra predicted: the mean correlation lies between the two models', and a
+    fraction of 0 draws the shape model's pattern."""
+    predicted = pattern_correlation("ms2pip", tmp_path, monkeypatch)
+    shape = pattern_correlation("shape", tmp_path, monkeypatch)
+    half = pattern_correlation("ms2pip", tmp_path, monkeypatch, predicted_fraction=0.5)
+    none = pattern_correlation("ms2pip", tmp_path, monkeypatch, predicted_fraction=0.0)
+    assert shape + 0.1 < half < predicted - 0.1, (shape, half, predicted)
+    assert abs(none - shape) < 0.1, (none, shape)

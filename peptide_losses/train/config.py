@@ -12,7 +12,7 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.json")
@@ -32,7 +32,6 @@ def preset_path(name: str) -> Path:
     return path
 
 
-MODEL_KINDS = ("transformer", "recursive")
 INTENSITY_MODELS = ("shape", "ms2pip")
 PRECISIONS = ("fp32", "bf16")
 WEIGHTINGS = ("value", "gradient")
@@ -135,7 +134,9 @@ class SimulationSettings:
     standard deviation); the rate of a +1 isotope precursor, of oxidised
     methionines, and of a-ion / water-or-ammonia-loss companions per fragment.
     ``intensities``: the b/y intensity model, ``"shape"`` (position-dependent,
-    y twice b) or ``"ms2pip"`` (predicted, cached: :mod:`.intensities`).
+    y twice b) or ``"ms2pip"`` (predicted, cached: :mod:`.intensities`);
+    with ``"ms2pip"``, ``predicted_fraction`` of the spectra (drawn per spectrum)
+    take the predicted intensities and the others the shape model's.
     """
 
     min_length: int
@@ -150,6 +151,7 @@ class SimulationSettings:
     a_ion_rate: float
     neutral_loss_rate: float
     intensities: str
+    predicted_fraction: float
 
 
 @dataclass
@@ -217,6 +219,9 @@ class TrainConfig:
     steps: int
     batch_size: int
     device: str
+    # torch intra-op threads while training on the CPU (None: torch's choice). One is the
+    # default because this model's small matrices gain little from more, and on a shared
+    # machine OpenMP threads that wait for each other make a step many times slower.
     cpu_threads: int | None
     backend: str
     precision: str
@@ -231,12 +236,8 @@ class TrainConfig:
     decoding: DecodingConfig
     logging: LoggingConfig
     checkpoint_every: int
-    time_limit_minutes: float | None = field(default=None)
-    data: str | None = field(default=None)
-
-    # cpu_threads: torch intra-op threads while training on the CPU (None: torch's choice). One
-    # is the default because this model's small matrices gain little from more, and on a
-    # shared machine OpenMP threads that wait for each other make a step many times slower.
+    time_limit_minutes: float | None
+    data: str | None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -271,8 +272,13 @@ class TrainConfig:
             model = getattr(self.simulation, split).intensities
             if model not in INTENSITY_MODELS:
                 raise ValueError(f"simulation.{split}.intensities must be one of {INTENSITY_MODELS}, got {model!r}")
-        if self.model.kind not in MODEL_KINDS:
-            raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.model.kind!r}")
+            fraction = getattr(self.simulation, split).predicted_fraction
+            if not 0 <= fraction <= 1:
+                raise ValueError(f"simulation.{split}.predicted_fraction must be in [0, 1], got {fraction}")
+        from .models import MODELS  # here: the models import this module for ModelConfig
+
+        if self.model.kind not in MODELS:
+            raise ValueError(f"model.kind must be one of {tuple(MODELS)}, got {self.model.kind!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.backend not in ("auto", "triton", "reference"):
@@ -310,18 +316,14 @@ def _convert(value, kind, path: str):
 
 def _build(cls, data: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
-    values = {}
-    for name, f in fields.items():
-        path = f"{prefix}{name}"
-        if name in data:
-            values[name] = _convert(data[name], hints[name], path)
-        elif f.default is dataclasses.MISSING:
-            raise ValueError(f"missing setting {path}")
-    return cls(**values)
+    missing = [name for name in fields if name not in data]
+    if missing:
+        raise ValueError(f"missing setting {prefix}{missing[0]}")
+    return cls(**{name: _convert(data[name], hints[name], f"{prefix}{name}") for name in fields})
 
 
 def merge_settings(base: dict, override: dict) -> dict:

@@ -172,7 +172,9 @@ class SpectrumSimulator:
         if self.predicted is not None:
             # ms2pip's b/y pattern, carrying the same total b/y intensity as the shape model.
             predicted = self.predicted[pick, charge - 1].double() * (1.5 * shape).sum(1)[:, None, None]
-            b_strength, y_strength = predicted[:, 0, :slots], predicted[:, 1, :slots]
+            chosen = uniform(count, 1) < s.predicted_fraction
+            b_strength = torch.where(chosen, predicted[:, 0, :slots], b_strength)
+            y_strength = torch.where(chosen, predicted[:, 1, :slots], y_strength)
         suffix = peptide_mass[:, None] - prefix
         loss = torch.where(uniform(count, slots) < 0.5, H2O, NH3)
         neutral = torch.stack([prefix, suffix, prefix - CO, suffix - loss], 1)

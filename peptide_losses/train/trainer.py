@@ -38,19 +38,18 @@ from .config import TrainConfig
 from .data import training_data, validation_sets
 from .decoding import beam_decodings, greedy
 from .metrics import aa_metrics, first_peptide, ppm_errors, same_residue, token_metrics
-from .model import TinyRecursiveModel, run_model
+from .model import run_model
+from .models import MODELS
 from .objective import Objective
 from .plots import plot_curves
 from .recorder import Recorder
 from .schedule import Balancer, learning_rate, staged_weights
 from .stopwatch import Stopwatch
-from .transformer import PeptideTransformer
 
 log = logging.getLogger(__name__)
 
 FINAL_METRICS = "final_metrics.json"
 PLOT = "curves.png"
-MODELS = {"transformer": PeptideTransformer, "recursive": TinyRecursiveModel}
 #: What every step adds to the device-side sums, in this order (logged as train/<name>).
 STEP_VALUES = ("ce", "ce_final", "spectrum_loss", "precursor_loss", "total_loss", "spectrum_factor",
                "precursor_factor", "token_accuracy", "sequence_accuracy", "ppm_error")
