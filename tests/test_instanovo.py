@@ -17,7 +17,7 @@ from peptide_losses.decoding import candidate_ppm, rerank
 from peptide_losses.integrations.candidates import candidate_scores, candidate_tokens
 from peptide_losses.spectra import collate, read_mgf
 
-from model_targets import check_true_peptides
+from helpers.model_targets import check_true_peptides
 
 #: The shared spectra's ProForma names -> InstaNovo's Unimod accessions (its residue_remapping).
 REMAPPING = {
