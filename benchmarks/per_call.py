@@ -33,6 +33,7 @@ import torch
 
 from peptide_losses import functional
 from peptide_losses.kernels import launch
+from peptide_losses.step_variants import capture_graph
 
 from . import end_to_end
 from .environment import describe, device_name, slug
@@ -40,7 +41,7 @@ from .grid import Case, precursor_case, spectrum_case
 from .implementations import reference_loss, spectrum_options
 from .measure import input_sets
 from .run import interpreter_if_cpu
-from .timing import L2Flush, TimingSettings, capture_graph, host_floor_ms, time_interleaved, time_step
+from .timing import L2Flush, TimingSettings, host_floor_ms, time_interleaved, time_step
 
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 CASES = {"cuda": (spectrum_case(1024, 32, 512), precursor_case(1024, 32)),

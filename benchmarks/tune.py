@@ -23,11 +23,12 @@ from typing import Callable
 
 import torch
 
+from peptide_losses.step_variants import capture_graph
 from peptide_losses.synthetic import LossBatch, make_batch
 
 from . import grid
 from .run import interpreter_if_cpu
-from .timing import L2Flush, Timing, TimingSettings, capture_graph, settings_for, time_step
+from .timing import L2Flush, Timing, TimingSettings, settings_for, time_step
 
 #: (BLOCK_N, num_warps) of the spectrum forward.
 SPECTRUM_SWEEP = ((128, 2), (128, 4), (256, 2), (256, 4), (256, 8), (512, 4), (512, 8))

@@ -13,7 +13,8 @@ import torch
 
 from benchmarks import goals, grid, implementations, measure, report, roofline, run, tune
 from benchmarks.grid import Case, precursor_case, spectrum_case
-from benchmarks.timing import TimingSettings, capture_graph, summarize, time_interleaved, time_step
+from benchmarks.timing import TimingSettings, summarize, time_interleaved, time_step
+from peptide_losses.step_variants import capture_graph
 
 CASE_AXES = ("batch", "length", "n_peaks", "ion_types", "charges", "dtype")
 
