@@ -1,7 +1,7 @@
 """One training step with both losses, eager, ``torch.compile(fullgraph=True)`` or a CUDA-graph replay.
 
 For the tests and benchmarks that check the losses inside a training loop
-(``tests/test_integration.py``, ``benchmarks/trainer_integration.py``),
+(``tests/test_integration.py``, ``benchmarks/kernels/trainer_integration.py``),
 not for training: a small MLP predicts logits (B, L, V) from per-spectrum
 features; the loss is both mass losses (the ``nn.Module`` forms, as a trainer
 holds them), the update plain SGD.

@@ -29,7 +29,8 @@ settings.load_profile("ci")  # --hypothesis-profile=thorough overrides this afte
 
 def pytest_addoption(parser):
     parser.addoption("--shard", default=None, metavar="I/N",
-                     help="run only shard I (0-based) of N, balanced by hypothesis examples (tests/gpu_suite.py)")
+                     help="run only shard I (0-based) of N, balanced by hypothesis examples "
+                          "(benchmarks/kernels/gpu_suite.py)")
 
 
 def pytest_configure(config):

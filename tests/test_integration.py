@@ -6,7 +6,7 @@ registered with ``torch.library.triton_op`` so Inductor sees them. On the CPU
 ``torch.library.custom_op`` operators: torch cannot trace an interpreted kernel
 (``wrap_triton`` hands it back unwrapped and tracing then fails on fake
 tensors), so no test compiles a triton_op on the CPU. The training step is
-:mod:`peptide_losses.step_variants`' (which ``benchmarks/trainer_integration.py`` times).
+:mod:`peptide_losses.step_variants`' (which ``benchmarks/kernels/trainer_integration.py`` times).
 
 Tolerances. Eager, compiled and replayed steps run the same float32 maths, but
 Inductor may fuse a * b + c into one FMA and reorder sums, each a rounding of

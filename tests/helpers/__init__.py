@@ -1,4 +1,4 @@
-"""What the tests share; a test file imports ``peptide_losses`` and this package, never another test file.
+"""What the tests share: a test file imports ``peptide_losses`` and this package, never another test file.
 
 Here: the device, hypothesis example counts, the GPU-only mark, an edit of one
 element of an argument. Beside it: ``vocabulary`` (the default tokens' masses from

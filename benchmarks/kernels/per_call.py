@@ -1,6 +1,6 @@
 """What an eager training loop pays per loss call, side by side in one process (issue 16).
 
-``python -m benchmarks.per_call`` (GPU, about a minute) measures, at spectrum
+``python -m benchmarks.kernels.per_call`` (GPU, about a minute) measures, at spectrum
 B=1024 L=32 N=512 and precursor B=1024 L=32 (V=29, b/y, charges 1-2, fp32,
 from logits with ``requires_grad``):
 
@@ -36,14 +36,13 @@ from peptide_losses.kernels import launch
 from peptide_losses.step_variants import capture_graph
 
 from . import end_to_end
-from .environment import describe, device_name, slug
+from ..environment import RESULTS_ROOT, describe, device_name, slug
 from .grid import Case, precursor_case, spectrum_case
 from .implementations import reference_loss, spectrum_options
 from .measure import input_sets
 from .run import interpreter_if_cpu
 from .timing import L2Flush, TimingSettings, host_floor_ms, time_interleaved, time_step
 
-RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 CASES = {"cuda": (spectrum_case(1024, 32, 512), precursor_case(1024, 32)),
          "cpu": (spectrum_case(4, 8, 16), precursor_case(4, 8))}
 SETTINGS = {"cuda": TimingSettings(warmup=5, min_iters=30, max_iters=200, target_seconds=0.3),
@@ -235,14 +234,14 @@ def write_report(folder: Path, environment: dict, floor_ms: float, rows: list[di
         f"lean launch {'available' if launch.ENABLED else 'not available'}; "
         f"host floor `grad(x.sum(), x)` {floor_ms:.3f} ms at the start. Latencies are medians of calls timed in "
         f"turns, so each case's floors ({HOST_FLOOR}, {FUNCTION_FLOOR}) saw the same host as its implementations. "
-        f"Produced by `python -m benchmarks.per_call`.", "",
+        f"Produced by `python -m benchmarks.kernels.per_call`.", "",
         *table, "", "## Goals (issue 16)", "", *goal_lines(rows, floor_ms), ""])
     (folder / "per_call.md").write_text(text)
     return folder / "per_call.md"
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.per_call", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels.per_call", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--results", type=Path, default=RESULTS_ROOT)

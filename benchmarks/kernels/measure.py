@@ -54,7 +54,7 @@ def input_sets(case: Case, device: torch.device) -> list[LossBatch]:
 
 
 def mode_step(mode: str, loss_fn, sets: list[LossBatch]) -> tuple[Callable[[int], Any], Callable[[Any], Any]]:
-    """``(prepare, timed)`` of :func:`benchmarks.timing.time_step` for one mode."""
+    """``(prepare, timed)`` of :func:`benchmarks.kernels.timing.time_step` for one mode."""
     def pick(i: int) -> LossBatch:
         return sets[i % len(sets)]
 

@@ -2,7 +2,7 @@
 
 The step is :mod:`peptide_losses.step_variants`' (a small MLP to logits, both
 mass losses as modules, SGD), which ``tests/test_integration.py`` checks
-variant against variant. ``python -m benchmarks.trainer_integration`` prints (on
+variant against variant. ``python -m benchmarks.kernels.trainer_integration`` prints (on
 a GPU) the largest differences of loss, gradients and updated weights between
 the variants and the time of one step of each.
 """
@@ -15,7 +15,7 @@ import torch
 
 from peptide_losses.step_variants import GPU_SIZES, StepVariant, make_inputs
 
-from .environment import describe
+from ..environment import describe
 from .timing import TimingSettings, time_step
 
 #: (backend, autocast bf16) rows of the GPU report.
