@@ -279,7 +279,7 @@ def test_smoke_run_writes_csv_markdown_and_plots_then_resumes(tmp_path):
     assert run.plan(run.parse_args([*argv, "--resume"])) == []
 
 
-# ---------------------------------------------------------------- per call (issue 16)
+# ---------------------------------------------------------------- per call
 def test_per_call_goals_judge_against_compile_and_the_host_floor():
     from benchmarks.kernels import per_call
 

@@ -185,7 +185,8 @@ def test_cuda_graph_replay_of_a_training_step_equals_eager(backend, autocast):
 @needs_cuda
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_default_training_step_makes_no_host_sync(backend):
-    """Model, both losses at default options, backward, SGD: nothing waits for the GPU (issue 16)."""
+    """Model, both losses at default options, backward, SGD: nothing waits for the GPU (a host sync would
+    make the CPU wait for the model's forward before it could queue anything else)."""
     trainer = StepVariant("eager", backend, SIZES["length"], DEVICE)
     step = inputs(0)
     trainer.run(step)  # Triton compiles on the first call

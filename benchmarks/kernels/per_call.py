@@ -1,4 +1,4 @@
-"""What an eager training loop pays per loss call, side by side in one process (issue 16).
+"""What an eager training loop pays per loss call, side by side in one process.
 
 ``python -m benchmarks.kernels.per_call`` (GPU, about a minute) measures, at spectrum
 B=1024 L=32 N=512 and precursor B=1024 L=32 (V=29, b/y, charges 1-2, fp32,
@@ -19,7 +19,8 @@ default options, backward, AdamW) under ``torch.cuda.set_sync_debug_mode("error"
 does it run without a host sync.
 
 Writes ``benchmarks/results/<gpu>/per_call.json`` and ``per_call.md`` (with the
-issue's goals) and prints the table. ``--device cpu`` runs tiny sizes under the
+goals: ahead of ``torch.compile`` per call, near the host floor, device time kept,
+no host sync; benchmarks/NOTES.md, "Goals") and prints the table. ``--device cpu`` runs tiny sizes under the
 Triton interpreter (checks the pipeline only).
 """
 
@@ -50,8 +51,8 @@ SETTINGS = {"cuda": TimingSettings(warmup=5, min_iters=30, max_iters=200, target
 #: Ours, by what differs from the default call.
 OURS = {"ours default": {}, "ours check_values=False": dict(check_values=False),
         "ours check_values=True": dict(check_values=True), "ours JIT launch": {}}
-#: Graph replay (device time) of ours before issue 16, H200 (torch 2.11, triton 3.6), from the issue:
-#: goal 3 allows 5 % more.
+#: Graph replay (device time) of ours before the lean launch path, H200 (torch 2.11, triton 3.6): a
+#: leaner host path must not cost device time, so the goal allows 5 % more.
 GRAPH_BEFORE_MS = {"spectrum B=1024 L=32 N=512 by z1-2 fp32": 0.064, "precursor B=1024 L=32 fp32": 0.021}
 #: The reference steps timed in turns with every implementation: ``grad(x.sum(), x)`` on one
 #: element (an op each way through the autograd engine), and a do-nothing Python autograd.Function.
@@ -186,7 +187,7 @@ def train_step_without_sync(device: torch.device, settings: TimingSettings, batc
 
 
 def goal_lines(rows: list[dict], floor_ms: float) -> list[str]:
-    """Issue 16's goals on these rows; a case's own host-floor row (timed in turns with it) is its
+    """The per-call goals on these rows; a case's own host-floor row (timed in turns with it) is its
     floor, ``floor_ms`` (the run's first) where it has none."""
     lines = []
     for case in dict.fromkeys(r["case"] for r in rows if "impl" in r and r["impl"] == "compile"):
@@ -205,7 +206,7 @@ def goal_lines(rows: list[dict], floor_ms: float) -> list[str]:
                         f"which is {function_floor / case_floor:.2f}x the host floor" if function_floor else ""))
         graph_ms, before = by_impl["ours default"].get(f"{GRAPH} ms"), GRAPH_BEFORE_MS.get(case)
         if graph_ms is not None and before is not None:
-            lines.append(f"- {case}: graph replay {graph_ms:.4f} ms, {graph_ms / before:.2f}x the issue's H200 "
+            lines.append(f"- {case}: graph replay {graph_ms:.4f} ms, {graph_ms / before:.2f}x the earlier H200 "
                          f"{before} ms: {'met' if graph_ms <= 1.05 * before else 'missed'} (goal: <= 1.05x, "
                          f"on an H200 only)")
     outcomes = {True: "no host sync (met)", None: "not checked (no GPU)"}
@@ -235,7 +236,7 @@ def write_report(folder: Path, environment: dict, floor_ms: float, rows: list[di
         f"host floor `grad(x.sum(), x)` {floor_ms:.3f} ms at the start. Latencies are medians of calls timed in "
         f"turns, so each case's floors ({HOST_FLOOR}, {FUNCTION_FLOOR}) saw the same host as its implementations. "
         f"Produced by `python -m benchmarks.kernels.per_call`.", "",
-        *table, "", "## Goals (issue 16)", "", *goal_lines(rows, floor_ms), ""])
+        *table, "", "## Goals", "", *goal_lines(rows, floor_ms), ""])
     (folder / "per_call.md").write_text(text)
     return folder / "per_call.md"
 

@@ -174,7 +174,7 @@ def markdown(rows: list[dict], notes: list[str], plots: list[str]) -> str:
     lines += ["## Environment", "", *environment_lines(rows), ""]
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
-    lines += ["## Goals (issue 6)", "", *goal_lines(rows), ""]
+    lines += ["## Goals", "", *goal_lines(rows), ""]
     for loss, title in TITLES.items():
         for mode in MODE_ORDER:
             table = mode_table(rows, loss, mode)
