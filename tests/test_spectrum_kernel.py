@@ -2,7 +2,7 @@
 
 Runs on CUDA when there is a GPU, else on CPU tensors under the Triton
 interpreter (tests/conftest.py); realistic sizes only on CUDA
-(``python tests/gpu_suite.py``, tests/README.md). Tolerances, in relative (norm) error:
+(``python -m benchmarks.kernels.gpu_suite``, tests/README.md). Tolerances, in relative (norm) error:
 
 - Residue masses on a 1/8 Da grid make every float32 sum exact, so the kernel's
   fragment m/z equal the reference's bitwise on any device: exact ties, zero
