@@ -20,8 +20,8 @@ does it run without a host sync.
 
 Writes ``benchmarks/results/<gpu>/per_call.json`` and ``per_call.md`` (with the
 goals: ahead of ``torch.compile`` per call, near the host floor, device time kept,
-no host sync; benchmarks/NOTES.md, "Goals") and prints the table. ``--device cpu`` runs tiny sizes under the
-Triton interpreter (checks the pipeline only).
+no host sync; benchmarks/NOTES.md, "Goals") and prints the table. ``--device
+cpu`` runs tiny sizes under the Triton interpreter (checks the pipeline only).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from peptide_losses import functional
 from peptide_losses.kernels import launch
 from peptide_losses.step_variants import capture_graph
 
-from . import end_to_end
 from ..environment import RESULTS_ROOT, describe, device_name, slug
+from . import end_to_end
 from .grid import Case, precursor_case, spectrum_case
 from .implementations import reference_loss, spectrum_options
 from .measure import input_sets

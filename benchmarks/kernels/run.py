@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import end_to_end, grid, implementations, report
 from ..environment import RESULTS_ROOT, describe, device_name, slug
+from . import end_to_end, grid, implementations, report
 from .measure import case_fields, failure_status, input_sets, measure, release_memory
 from .plots import write_plots
 from .roofline import measure_rates
