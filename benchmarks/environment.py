@@ -1,4 +1,4 @@
-"""What a result was measured on: device name, driver, library versions, date."""
+"""Where results go and what they were measured on: device name, driver, library versions, date."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import datetime
 import platform
 import re
 import subprocess
+from pathlib import Path
 
 import torch
+
+#: The committed results: a folder per device (``slug`` of its name), ``cpu/`` for CPU-only runs.
+RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
 
 def _nvidia_driver() -> str:

@@ -62,7 +62,7 @@ class Recommendation:
 #: precursor is used at decoding (precursor-aware beam search), which helped in
 #: every measurement. The ramp is kept for users who turn the losses on anyway.
 #: distance_scale: the package default (``reference.AUTO_DISTANCE_SCALE``, 0.005 Da),
-#: the best true-vs-decoy separation on real spectra (``python -m benchmarks.discrimination``).
+#: the best true-vs-decoy separation on real spectra (``python -m benchmarks.training.discrimination``).
 RECOMMENDED = Recommendation(
     spectrum_weight=0.0,
     precursor_weight=0.0,

@@ -37,7 +37,7 @@ DISTANCES = ("da", "ppm")
 REDUCTIONS = ("mean", "sum", "none")
 
 #: ``distance_scale="auto"``: tau per distance unit. On real spectra (``python -m
-#: benchmarks.discrimination``) the true peptide beats its decoys most often for tau
+#: benchmarks.training.discrimination``) the true peptide beats its decoys most often for tau
 #: of 0.001-0.005 Da (1-5 ppm), all alike; the largest keeps float32 rounding of
 #: fragment m/z (~1e-4 Da at 2000 Da) small against tau and the slope alive farthest.
 AUTO_DISTANCE_SCALE = {"da": 0.005, "ppm": 5.0}

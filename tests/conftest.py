@@ -1,6 +1,4 @@
 import os
-import sys
-from pathlib import Path
 
 import torch
 
@@ -15,10 +13,6 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from peptide_losses.paths import DATA_ENV, real_spectra_path  # noqa: E402
-
-# The benchmarks are not installed: their own tests import them from the repository root,
-# whichever directory pytest was started from.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Hypothesis profiles (tests/README.md). Each test states its example count for "ci"
 # through helpers.examples(); "thorough" multiplies it by THOROUGH_FACTOR.
@@ -35,7 +29,8 @@ settings.load_profile("ci")  # --hypothesis-profile=thorough overrides this afte
 
 def pytest_addoption(parser):
     parser.addoption("--shard", default=None, metavar="I/N",
-                     help="run only shard I (0-based) of N, balanced by hypothesis examples (tests/gpu_suite.py)")
+                     help="run only shard I (0-based) of N, balanced by hypothesis examples "
+                          "(benchmarks/kernels/gpu_suite.py)")
 
 
 def pytest_configure(config):

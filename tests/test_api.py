@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import peptide_losses
+from helpers import set_at
 from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary
 from peptide_losses.synthetic import make_batch
 
@@ -36,13 +37,6 @@ def _set(name, value):
     return edit
 
 
-def _set_at(name, index, value):
-    def edit(args):
-        args[name] = args[name].clone()
-        args[name][index] = value
-    return edit
-
-
 def _residue_masses_instead(args):
     args["residue_masses"] = peptide_losses.reference.expected_residue_masses(args.pop("logits"), args.pop("masses"))
     args["logits"] = None
@@ -57,12 +51,12 @@ PREDICTION_CASES = [
     ("logits rank 2", _set("logits", lambda t: t[0]), ValueError, "logits"),
     ("logits int", _set("logits", lambda t: t.long()), TypeError, "logits"),
     ("logits not a tensor", _set("logits", lambda t: t.tolist()), TypeError, "logits"),
-    ("logits NaN", _set_at("logits", (0, 1, 2), float("nan")), ValueError, "logits"),
-    ("logits inf", _set_at("logits", (1, 0, 0), float("inf")), ValueError, "logits"),
+    ("logits NaN", set_at("logits", (0, 1, 2), float("nan")), ValueError, "logits"),
+    ("logits inf", set_at("logits", (1, 0, 0), float("inf")), ValueError, "logits"),
     ("logits vs vocabulary size", _set("logits", lambda t: t[..., :-1]), ValueError, "vocabulary size"),
     ("masses missing", _set("masses", None), ValueError, "masses"),
     ("masses rank 2", _set("masses", lambda t: t[None]), ValueError, "masses"),
-    ("masses NaN", _set_at("masses", 3, float("nan")), ValueError, "masses"),
+    ("masses NaN", set_at("masses", 3, float("nan")), ValueError, "masses"),
     ("masses on another device", _on_meta("masses"), ValueError, "masses"),
     ("logits and residue_masses", _set("residue_masses", torch.zeros(2, 4)), ValueError, "residue_masses"),
     ("neither logits nor residue_masses", _set("logits", None), ValueError, "residue_masses"),
@@ -70,7 +64,7 @@ PREDICTION_CASES = [
      "masses"),
     ("residue_masses rank 3", lambda a: (_residue_masses_instead(a), _set("residue_masses", lambda t: t[None])(a)),
      ValueError, "residue_masses"),
-    ("residue_masses NaN", lambda a: (_residue_masses_instead(a), _set_at("residue_masses", (0, 0), float("nan"))(a)),
+    ("residue_masses NaN", lambda a: (_residue_masses_instead(a), set_at("residue_masses", (0, 0), float("nan"))(a)),
      ValueError, "residue_masses"),
     ("mask shape", _set("mask", lambda t: t[:, :-1]), ValueError, "mask"),
     ("mask float", _set("mask", lambda t: t.float()), TypeError, "mask"),
@@ -84,13 +78,13 @@ SPECTRUM_CASES = PREDICTION_CASES + [
     ("mz rank 1", _set("mz", lambda t: t[0]), ValueError, "mz"),
     ("mz batch", _set("mz", lambda t: t[:1]), ValueError, "mz"),
     ("mz int", _set("mz", lambda t: t.long()), TypeError, "mz"),
-    ("mz NaN", _set_at("mz", (1, 2), float("nan")), ValueError, "mz"),
-    ("mz inf", _set_at("mz", (0, 0), float("inf")), ValueError, "mz"),
+    ("mz NaN", set_at("mz", (1, 2), float("nan")), ValueError, "mz"),
+    ("mz inf", set_at("mz", (0, 0), float("inf")), ValueError, "mz"),
     ("mz on another device", _on_meta("mz"), ValueError, "mz"),
     ("intensity shape", _set("intensity", lambda t: t[:, :-1]), ValueError, "intensity"),
     ("intensity batch", _set("intensity", lambda t: t[:1]), ValueError, "intensity"),
-    ("intensity NaN", _set_at("intensity", (0, 3), float("nan")), ValueError, "intensity"),
-    ("intensity negative", _set_at("intensity", (1, 1), -0.5), ValueError, "intensity"),
+    ("intensity NaN", set_at("intensity", (0, 3), float("nan")), ValueError, "intensity"),
+    ("intensity negative", set_at("intensity", (1, 1), -0.5), ValueError, "intensity"),
     ("intensity on another device", _on_meta("intensity"), ValueError, "intensity"),
     ("peak_mask shape", _set("peak_mask", lambda t: t[:, :-1]), ValueError, "peak_mask"),
     ("peak_mask float", _set("peak_mask", lambda t: t.double()), TypeError, "peak_mask"),
@@ -126,17 +120,17 @@ PRECURSOR_CASES = PREDICTION_CASES + [
     ("precursor_mz rank 2", _set("precursor_mz", lambda t: t[:, None]), ValueError, "precursor_mz"),
     ("precursor_mz batch", _set("precursor_mz", lambda t: t[:1]), ValueError, "precursor_mz"),
     ("precursor_mz int", _set("precursor_mz", lambda t: t.long()), TypeError, "precursor_mz"),
-    ("precursor_mz zero", _set_at("precursor_mz", 0, 0.0), ValueError, "precursor_mz"),
-    ("precursor_mz negative", _set_at("precursor_mz", 1, -500.0), ValueError, "precursor_mz"),
-    ("precursor_mz NaN", _set_at("precursor_mz", 1, float("nan")), ValueError, "precursor_mz"),
-    ("precursor_mz inf", _set_at("precursor_mz", 0, float("inf")), ValueError, "precursor_mz"),
+    ("precursor_mz zero", set_at("precursor_mz", 0, 0.0), ValueError, "precursor_mz"),
+    ("precursor_mz negative", set_at("precursor_mz", 1, -500.0), ValueError, "precursor_mz"),
+    ("precursor_mz NaN", set_at("precursor_mz", 1, float("nan")), ValueError, "precursor_mz"),
+    ("precursor_mz inf", set_at("precursor_mz", 0, float("inf")), ValueError, "precursor_mz"),
     ("precursor_mz on another device", _on_meta("precursor_mz"), ValueError, "precursor_mz"),
     ("charge float", _set("charge", lambda t: t.double()), TypeError, "charge"),
     ("charge bool", _set("charge", lambda t: t > 0), TypeError, "charge"),
     ("charge an int", _set("charge", 2), TypeError, "charge"),
     ("charge shape", _set("charge", lambda t: t[:1]), ValueError, "charge"),
-    ("charge zero", _set_at("charge", 1, 0), ValueError, "charge"),
-    ("charge negative", _set_at("charge", 0, -2), ValueError, "charge"),
+    ("charge zero", set_at("charge", 1, 0), ValueError, "charge"),
+    ("charge negative", set_at("charge", 0, -2), ValueError, "charge"),
     ("charge on another device", _on_meta("charge"), ValueError, "charge"),
     ("scale zero", _set("scale", 0.0), ValueError, "scale"),
     ("scale inf", _set("scale", float("inf")), ValueError, "scale"),

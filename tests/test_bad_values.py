@@ -17,10 +17,9 @@ import pytest
 import torch
 
 import peptide_losses as pl
+from helpers import DEVICE, set_at
 from peptide_losses.synthetic import make_batch
-from test_api import _set_at
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 BACKENDS = ("reference", "triton")
 BAD = 1  # the spectrum that gets the bad value
 NAN, INF = float("nan"), float("inf")
@@ -41,36 +40,36 @@ def _residue_masses(fields):
 
 #: (name, edit, the argument check_values=True names, which spectra get NaN: None for only BAD).
 SHARED = [
-    ("logits NaN", _set_at("logits", (BAD, 2, 5), NAN), "logits", None),
-    ("logits +inf", _set_at("logits", (BAD, 0, 1), INF), "logits", None),
-    ("a row of -inf logits", _set_at("logits", (BAD, 5), -INF), "logits", None),
-    ("a NaN token mass", _set_at("masses", 3, NAN), "masses", "every"),
+    ("logits NaN", set_at("logits", (BAD, 2, 5), NAN), "logits", None),
+    ("logits +inf", set_at("logits", (BAD, 0, 1), INF), "logits", None),
+    ("a row of -inf logits", set_at("logits", (BAD, 5), -INF), "logits", None),
+    ("a NaN token mass", set_at("masses", 3, NAN), "masses", "every"),
     ("an inf residue mass", _residue_masses, "residue_masses", None),
 ]
 SPECTRUM = SHARED + [
-    ("mz NaN", _set_at("mz", (BAD, 4), NAN), "mz", None),
-    ("mz inf", _set_at("mz", (BAD, 0), INF), "mz", None),
-    ("mz zero", _set_at("mz", (BAD, 9), 0.0), "mz", None),
-    ("mz negative", _set_at("mz", (BAD, 2), -300.0), "mz", None),
-    ("all-zero mz", _set_at("mz", BAD, 0.0), "mz", None),
-    ("intensity NaN", _set_at("intensity", (BAD, 1), NAN), "intensity", None),
-    ("intensity inf", _set_at("intensity", (BAD, 1), INF), "intensity", None),
-    ("intensity negative", _set_at("intensity", (BAD, 6), -0.5), "intensity", None),
+    ("mz NaN", set_at("mz", (BAD, 4), NAN), "mz", None),
+    ("mz inf", set_at("mz", (BAD, 0), INF), "mz", None),
+    ("mz zero", set_at("mz", (BAD, 9), 0.0), "mz", None),
+    ("mz negative", set_at("mz", (BAD, 2), -300.0), "mz", None),
+    ("all-zero mz", set_at("mz", BAD, 0.0), "mz", None),
+    ("intensity NaN", set_at("intensity", (BAD, 1), NAN), "intensity", None),
+    ("intensity inf", set_at("intensity", (BAD, 1), INF), "intensity", None),
+    ("intensity negative", set_at("intensity", (BAD, 6), -0.5), "intensity", None),
 ]
 PRECURSOR = SHARED + [
-    ("precursor_mz NaN", _set_at("precursor_mz", BAD, NAN), "precursor_mz", None),
-    ("precursor_mz inf", _set_at("precursor_mz", BAD, INF), "precursor_mz", None),
-    ("precursor_mz zero", _set_at("precursor_mz", BAD, 0.0), "precursor_mz", None),
-    ("precursor_mz negative", _set_at("precursor_mz", BAD, -500.0), "precursor_mz", None),
-    ("charge zero", _set_at("charge", BAD, 0), "charge", None),
-    ("charge negative", _set_at("charge", BAD, -2), "charge", None),
+    ("precursor_mz NaN", set_at("precursor_mz", BAD, NAN), "precursor_mz", None),
+    ("precursor_mz inf", set_at("precursor_mz", BAD, INF), "precursor_mz", None),
+    ("precursor_mz zero", set_at("precursor_mz", BAD, 0.0), "precursor_mz", None),
+    ("precursor_mz negative", set_at("precursor_mz", BAD, -500.0), "precursor_mz", None),
+    ("charge zero", set_at("charge", BAD, 0), "charge", None),
+    ("charge negative", set_at("charge", BAD, -2), "charge", None),
 ]
 #: Not bad: where the losses do not read, and a zero probability.
 HARMLESS = [
-    ("NaN logits at a masked position", _set_at("logits", (2, 5, 0), NAN)),
-    ("NaN m/z and negative intensity at padded peaks", lambda f: (_set_at("mz", (2, 8), NAN)(f),
-                                                                  _set_at("intensity", (2, 9), -1.0)(f))),
-    ("one -inf logit", _set_at("logits", (BAD, 2, 7), -INF)),
+    ("NaN logits at a masked position", set_at("logits", (2, 5, 0), NAN)),
+    ("NaN m/z and negative intensity at padded peaks", lambda f: (set_at("mz", (2, 8), NAN)(f),
+                                                                  set_at("intensity", (2, 9), -1.0)(f))),
+    ("one -inf logit", set_at("logits", (BAD, 2, 7), -INF)),
 ]
 
 
@@ -159,7 +158,7 @@ def test_values_the_losses_do_not_use_leave_them_finite(loss, name, edit):
 
 
 def test_precursor_ppm_is_nan_where_a_value_is_bad():
-    fields = _fields(_set_at("charge", BAD, 0))
+    fields = _fields(set_at("charge", BAD, 0))
     ppm = pl.precursor_ppm(fields["logits"], fields["precursor_mz"], fields["charge"], masses=fields["masses"],
                            mask=fields["mask"])
     assert torch.equal(torch.isnan(ppm), _nan_spectra(None, fields))

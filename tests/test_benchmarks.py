@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import goals, grid, implementations, measure, report, roofline, run, tune
-from benchmarks.grid import Case, precursor_case, spectrum_case
-from benchmarks.timing import TimingSettings, capture_graph, summarize, time_interleaved, time_step
+from benchmarks.kernels import goals, grid, implementations, measure, report, roofline, run, tune
+from benchmarks.kernels.grid import Case, precursor_case, spectrum_case
+from benchmarks.kernels.timing import TimingSettings, summarize, time_interleaved, time_step
+from peptide_losses.step_variants import capture_graph
 
 CASE_AXES = ("batch", "length", "n_peaks", "ion_types", "charges", "dtype")
 
@@ -278,9 +279,9 @@ def test_smoke_run_writes_csv_markdown_and_plots_then_resumes(tmp_path):
     assert run.plan(run.parse_args([*argv, "--resume"])) == []
 
 
-# ---------------------------------------------------------------- per call (issue 16)
+# ---------------------------------------------------------------- per call
 def test_per_call_goals_judge_against_compile_and_the_host_floor():
-    from benchmarks import per_call
+    from benchmarks.kernels import per_call
 
     rows = [dict(case="a", impl="ours default", **{"fwd+bwd ms": 0.30}), dict(case="a", impl="compile", **{"fwd+bwd ms": 0.80}),
             dict(case="b", impl="ours default", **{"fwd+bwd ms": 0.30}), dict(case="b", impl="compile", **{"fwd+bwd ms": 0.50}),
@@ -297,7 +298,7 @@ def test_per_call_goals_judge_against_compile_and_the_host_floor():
 
 
 def test_per_call_judges_each_case_against_the_floors_timed_in_turns_with_it():
-    from benchmarks import per_call
+    from benchmarks.kernels import per_call
 
     rows = [dict(case="a", impl="ours default", **{"fwd+bwd ms": 0.30}), dict(case="a", impl="compile", **{"fwd+bwd ms": 0.80}),
             dict(case="a", impl=per_call.HOST_FLOOR, **{"fwd+bwd ms": 0.10}),
@@ -309,7 +310,7 @@ def test_per_call_judges_each_case_against_the_floors_timed_in_turns_with_it():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="interpreted kernels: CPU processes only")
 def test_per_call_smoke_run_on_the_cpu(tmp_path, monkeypatch):
-    from benchmarks import per_call
+    from benchmarks.kernels import per_call
 
     monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)  # the pipeline, not Inductor's CPU time
     path = per_call.main(["--device", "cpu", "--results", str(tmp_path), "--train-batch", "2"])
@@ -322,7 +323,7 @@ def test_per_call_smoke_run_on_the_cpu(tmp_path, monkeypatch):
 
 
 def test_per_call_graph_replay_is_judged_against_the_issues_h200_numbers():
-    from benchmarks import per_call
+    from benchmarks.kernels import per_call
 
     case = "precursor B=1024 L=32 fp32"
     rows = [dict(case=case, impl="compile", **{"fwd+bwd ms": 1.0}),

@@ -20,7 +20,7 @@ from peptide_losses.integrations.candidates import candidate_scores, candidate_t
 from peptide_losses.recommended import RECOMMENDED, Recommendation
 from peptide_losses.spectra import collate, read_mgf
 
-from model_targets import check_true_peptides, one_hot
+from helpers.model_targets import check_true_peptides, one_hot
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "casanovo_train.py"
 

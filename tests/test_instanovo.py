@@ -1,5 +1,6 @@
-"""InstaNovo (1.2.2): its ResidueSet's vocabulary, the acceptance check of issue 14 on the real spectra, reranking
-its transformer's beam.
+"""InstaNovo (1.2.2): its ResidueSet's vocabulary, the true peptides' losses on the real spectra
+(``helpers.model_targets.check_true_peptides``: a mismatched vocabulary cannot pass), reranking its
+transformer's beam.
 
 Runs where instanovo is installed (``pip install -e ".[instanovo]"``, an
 environment of its own: it needs numpy >= 2, casanovo 5.2.1 numpy < 2). CI
@@ -17,7 +18,7 @@ from peptide_losses.decoding import candidate_ppm, rerank
 from peptide_losses.integrations.candidates import candidate_scores, candidate_tokens
 from peptide_losses.spectra import collate, read_mgf
 
-from model_targets import check_true_peptides
+from helpers.model_targets import check_true_peptides
 
 #: The shared spectra's ProForma names -> InstaNovo's Unimod accessions (its residue_remapping).
 REMAPPING = {

@@ -6,7 +6,7 @@ registered with ``torch.library.triton_op`` so Inductor sees them. On the CPU
 ``torch.library.custom_op`` operators: torch cannot trace an interpreted kernel
 (``wrap_triton`` hands it back unwrapped and tracing then fails on fake
 tensors), so no test compiles a triton_op on the CPU. The training step is
-:mod:`benchmarks.trainer_integration`'s.
+:mod:`peptide_losses.step_variants`' (which ``benchmarks/kernels/trainer_integration.py`` times).
 
 Tolerances. Eager, compiled and replayed steps run the same float32 maths, but
 Inductor may fuse a * b + c into one FMA and reorder sums, each a rounding of
@@ -27,14 +27,13 @@ import torch
 from torch._inductor.utils import run_and_get_code
 
 import peptide_losses as pl
-from benchmarks.trainer_integration import TIMING_SIZES, MassLossModel, Trainer, make_inputs
+from helpers import DEVICE, ON_CUDA
 from peptide_losses import precursor_op, spectrum_op
+from peptide_losses.step_variants import GPU_SIZES, MassLossModel, StepVariant, make_inputs
 from peptide_losses.synthetic import make_batch
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-ON_CUDA = DEVICE.type == "cuda"
 needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="needs a GPU")
-SIZES = TIMING_SIZES if ON_CUDA else dict(batch=4, length=8, peaks=24)
+SIZES = GPU_SIZES if ON_CUDA else dict(batch=4, length=8, peaks=24)
 BACKENDS = ("reference", "auto")
 #: Compiled against eager: relative, and absolute as a share of each tensor's largest element.
 COMPILED_TOLERANCE = 1e-3
@@ -120,8 +119,8 @@ def test_public_functions_trace_into_one_graph(variant, backend, dynamic):
 def test_compiled_training_step_matches_eager(backend, autocast):
     """torch.compile(model + both losses, fullgraph=True): same loss, gradients and update as eager,
     bitwise repeatable, and with backend "auto" the graph holds our operators (on the GPU: our kernels)."""
-    eager = Trainer("eager", backend, SIZES["length"], DEVICE, autocast=autocast)
-    compiled = Trainer("compiled", backend, SIZES["length"], DEVICE, autocast=autocast)
+    eager = StepVariant("eager", backend, SIZES["length"], DEVICE, autocast=autocast)
+    compiled = StepVariant("compiled", backend, SIZES["length"], DEVICE, autocast=autocast)
     step = inputs(1)
     got, code = run_and_get_code(compiled.step, step)
     code = "\n".join(code)
@@ -173,8 +172,8 @@ def test_autocast_bf16_logits_give_float32_losses_and_bf16_gradients(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cuda_graph_replay_of_a_training_step_equals_eager(backend, autocast):
     """Captured on one batch, replayed on another copied into its inputs: bitwise the eager step."""
-    eager = Trainer("eager", backend, SIZES["length"], DEVICE, autocast=autocast)
-    graph = Trainer("graph", backend, SIZES["length"], DEVICE, autocast=autocast)
+    eager = StepVariant("eager", backend, SIZES["length"], DEVICE, autocast=autocast)
+    graph = StepVariant("graph", backend, SIZES["length"], DEVICE, autocast=autocast)
     graph.step(inputs(0))  # captures
     replayed = graph.step(inputs(1))
     want = eager.step(inputs(1))
@@ -186,8 +185,9 @@ def test_cuda_graph_replay_of_a_training_step_equals_eager(backend, autocast):
 @needs_cuda
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_default_training_step_makes_no_host_sync(backend):
-    """Model, both losses at default options, backward, SGD: nothing waits for the GPU (issue 16)."""
-    trainer = Trainer("eager", backend, SIZES["length"], DEVICE)
+    """Model, both losses at default options, backward, SGD: nothing waits for the GPU (a host sync would
+    make the CPU wait for the model's forward before it could queue anything else)."""
+    trainer = StepVariant("eager", backend, SIZES["length"], DEVICE)
     step = inputs(0)
     trainer.run(step)  # Triton compiles on the first call
     torch.cuda.synchronize()

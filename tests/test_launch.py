@@ -12,10 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import peptide_losses as pl
+from helpers import ON_CUDA
 from peptide_losses.kernels import launch
 from peptide_losses.synthetic import make_batch
-
-ON_CUDA = torch.cuda.is_available()
 
 
 def test_this_triton_launches_as_the_lean_path_does():

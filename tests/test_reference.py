@@ -9,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyteomics import mass
-from test_vocabulary import DEFAULT, peptides, pyteomics_token_masses
 
 import peptide_losses
+from helpers.vocabulary import DEFAULT, peptides, pyteomics_token_masses
 from peptide_losses import reference
 from peptide_losses.constants import C13_C12, H2O, PROTON
 from peptide_losses.synthetic import make_batch

@@ -2,14 +2,14 @@
 
 Runs on CUDA when there is a GPU, else on CPU tensors under the Triton
 interpreter (tests/conftest.py); realistic sizes only on CUDA
-(``python tests/gpu_suite.py``, tests/README.md). Tolerances, in relative (norm) error:
+(``python -m benchmarks.kernels.gpu_suite``, tests/README.md). Tolerances, in relative (norm) error:
 
 - Residue masses on a 1/8 Da grid make every float32 sum exact, so the kernel's
   fragment m/z equal the reference's bitwise on any device: exact ties, zero
   distances and peaks within 1 mDa of an ion occur, and values and gradients
   must agree within 1e-5 (sums in another order), also at distance_scale 0.02 Da.
 - float32 residue masses off the grid, against the exact (float64) loss: the
-  error model of tests/spectrum_error_model.py, per spectrum and per position,
+  error model of tests/helpers/spectrum_error_model.py, per spectrum and per position,
   with peaks within 1 mDa of ions (those inside the model's rounding band, where
   the sign or the ion a peak takes is rounding's choice, are masked out).
 - float32 logits: 1e-5 as well where float32 rounding cannot matter. The
@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 import torch
-import spectrum_error_model as error_model
 from helpers import DEVICE, examples, gpu
+from helpers import spectrum_error_model as error_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -297,7 +297,7 @@ def without_ambiguous_peaks(case: Case) -> Case:
 
 def check_exact(case: Case, got, upstream: torch.Tensor) -> None:
     """(value, gradient) of a float32 run with reduction "none" and observed direction in Da, against
-    the exact (float64 reference) loss, under :mod:`spectrum_error_model`'s bounds; chunked by spectra."""
+    the exact (float64 reference) loss, under :mod:`helpers.spectrum_error_model`'s bounds; chunked by spectra."""
     value, grad = got
     assert case.options["reduction"] == "none" and case.options["direction"] == "observed"
     assert case.options["distance"] == "da"

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import DEVICE
 from peptide_losses import Vocabulary, precursor_mass_loss, reference, spectrum_matching_loss
 from peptide_losses.masks import fold_n_terminal, n_terminal_mask, residue_mask
 from peptide_losses.order import n_terminus_first
@@ -20,8 +21,6 @@ from peptide_losses.vocabulary import DEFAULT_MODIFIED, DEFAULT_N_TERMINAL, RESI
 SORTED = Vocabulary.from_tokens(sorted(["$", *RESIDUE_MASSES, *DEFAULT_MODIFIED, *DEFAULT_N_TERMINAL]), special=("$",))
 STOP = SORTED.index("$")
 SPECTRUM = dict(ion_types=("b", "y"), charges=(1, 2), distance_scale=0.02, reduction="none")
-#: The kernels run on CUDA tensors, or interpreted on CPU tensors (tests/conftest.py).
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def targets_c_to_n(peptides, length):

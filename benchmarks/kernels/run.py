@@ -1,9 +1,9 @@
-"""Benchmark entry point: ``python -m benchmarks.run --grid headline``.
+"""Benchmark entry point: ``python -m benchmarks.kernels.run --grid headline``.
 
 Measures every (case, implementation) of the chosen grid in forward, backward
 and forward+backward, writes ``<--out>/<device>/results.csv`` (default
 ``benchmarks/results`` on a GPU, the git-ignored ``runs/benchmarks`` on the CPU) after
-each measurement, then ``results.md`` and the PNG plots. See benchmarks/README.md.
+each measurement, then ``results.md`` and the PNG plots. See benchmarks/kernels/README.md.
 """
 
 from __future__ import annotations
@@ -20,21 +20,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..environment import RESULTS_ROOT, describe, device_name, slug
 from . import end_to_end, grid, implementations, report
-from .environment import describe, device_name, slug
 from .measure import case_fields, failure_status, input_sets, measure, release_memory
 from .plots import write_plots
 from .roofline import measure_rates
 from .timing import L2Flush, host_floor_ms, settings_for
 
-RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 #: CPU runs are smoke tests, not records: their default root is ignored by git (.gitignore: runs/).
-CPU_RESULTS_ROOT = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"
+CPU_RESULTS_ROOT = RESULTS_ROOT.parents[1] / "runs" / "benchmarks"
 CPU_IMPLS = ("eager", "triton", "keops")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", choices=grid.GRIDS, default=None,
                         help="headline (goal points + end-to-end), sweep (one factor at a time: the plots), "

@@ -188,25 +188,6 @@ def host_floor_ms(device: torch.device, settings: TimingSettings) -> float:
     return time_step(*floor_step(device), device, settings).median_ms
 
 
-def capture_graph(step: Callable[[], Any], warmup: int = 3) -> tuple["torch.cuda.CUDAGraph", Any]:
-    """``step`` captured in a CUDA graph, after warm-up calls on a side stream
-    (autograd and lazily initialised state must not first run inside a capture).
-
-    Returns the graph and what the captured call returned: tensors that each
-    replay overwrites in place.
-    """
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warmup):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        output = step()
-    return graph, output
-
-
 def peak_extra_memory(prepare: Callable[[int], Any], timed: Callable[[Any], Any], device: torch.device) -> int | None:
     """Bytes allocated by one ``timed`` call beyond what existed before it; None off CUDA.
 

@@ -11,7 +11,7 @@ the reference implementation. Decoy kinds:
 - ``substitution``: one residue replaced by another of a different mass;
 - ``random``: residues drawn uniformly from the vocabulary, same length.
 
-Run ``python -m benchmarks.discrimination`` (CPU, about a minute): it prints a
+Run ``python -m benchmarks.training.discrimination`` (CPU, about a minute): it prints a
 Markdown table of win rates per option and decoy kind and writes it to
 ``benchmarks/results/discrimination.md``.
 """
@@ -31,6 +31,8 @@ from peptide_losses.paths import real_spectra_path
 from peptide_losses.reference import DIRECTIONS, DISTANCES
 from peptide_losses.spectra import read_mgf
 
+from ..environment import RESULTS_ROOT
+
 DECOY_KINDS = ("shuffled", "substitution", "random")
 #: distance_scale values tried, in Da.
 TAUS_DA = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -43,7 +45,7 @@ MIN_SUBSTITUTION_DELTA = 0.01
 SHUFFLE_TRIES = 100
 #: Rows per loss evaluation: bounds the (rows, N, M) distance tensor of the reference.
 CHUNK_ROWS = 512
-RESULTS = Path(__file__).with_name("results") / "discrimination.md"
+RESULTS = RESULTS_ROOT / "discrimination.md"
 
 
 # ---------------------------------------------------------------- decoys

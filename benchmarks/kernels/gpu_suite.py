@@ -1,6 +1,6 @@
 """Every kernel comparison on one GPU, in parallel pytest shards, and a record of the run.
 
-    python tests/gpu_suite.py [--workers N] [--profile ci|thorough] [--out DIR]
+    python -m benchmarks.kernels.gpu_suite [--workers N] [--profile ci|thorough] [--out DIR]
 
 Runs FILES on CUDA: the hypothesis comparisons (a third of the CPU's examples,
 ``helpers.examples``), the near-match, tie, division-rule and gradcheck tests,
@@ -9,8 +9,9 @@ kernel variants (each hypothesis example specialises the kernels anew, ~1-3 s
 of one CPU core each), so N pytest processes share the GPU, each running the
 shard ``conftest.py --shard`` gives it (balanced by hypothesis examples).
 
-Writes ``DIR/gpu-suite-<device>.md`` (default ``tests/results``): device,
-driver, versions, date, the command, counts, wall time and the slowest tests.
+Writes ``DIR/<device>/gpu_suite.md`` (default ``benchmarks/results``, beside the
+benchmarks' results): device, driver, versions, date, the command, counts, wall
+time and the slowest tests.
 Exit status 1 if a test failed, errored or was skipped (nothing may skip on a
 GPU), or if the run took longer than BUDGET_S.
 """
@@ -26,15 +27,14 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks.environment describes the machine
+import torch
 
-import torch  # noqa: E402
+from ..environment import RESULTS_ROOT, describe, slug
 
-from benchmarks.environment import describe, slug  # noqa: E402
+ROOT = RESULTS_ROOT.parents[1]
 
 FILES = ("tests/test_spectrum_kernel.py", "tests/test_precursor_kernel.py", "tests/test_kernel_parts.py")
-#: The issue's goal for one H200: every kernel comparison within 5 minutes.
+#: Wall time allowed on one H200: short enough to run every kernel comparison after each kernel change.
 BUDGET_S = 300
 
 
@@ -94,13 +94,13 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
                         help="pytest processes sharing the GPU (default: half the CPU cores, at most 8)")
     parser.add_argument("--profile", default="ci", choices=("ci", "thorough"), help="hypothesis profile")
-    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "results", help="folder of the record")
+    parser.add_argument("--out", type=Path, default=RESULTS_ROOT, help="results root: the record goes to OUT/<device>/")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("the GPU suite needs CUDA; on the CPU run: python -m pytest -q tests", file=sys.stderr)
         return 2
     env = describe(torch.device("cuda"))
-    command = "python tests/gpu_suite.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.kernels.gpu_suite " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         codes, wall = run_shards(args.workers, args.profile, folder)
@@ -110,8 +110,8 @@ def main(argv=None) -> int:
                 print(f"---- shard {index} (exit {code}), end of its log:")
                 print((folder / f"shard{index}.log").read_text()[-6000:])
     text = record(env, command.strip(), rows, codes, wall)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"gpu-suite-{slug(env['device'])}.md"
+    path = args.out / slug(env["device"]) / "gpu_suite.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(text)
     print(f"written to {path}")

@@ -25,12 +25,13 @@ from typing import Any, Callable
 
 import torch
 
+from peptide_losses.step_variants import capture_graph
 from peptide_losses.synthetic import LossBatch, make_batch
 
 from . import implementations
 from .grid import Case
 from .roofline import DeviceRates, floor_bytes, floor_ops, floor_seconds, input_bytes
-from .timing import L2Flush, Timing, TimingSettings, capture_graph, peak_extra_memory, time_step
+from .timing import L2Flush, Timing, TimingSettings, peak_extra_memory, time_step
 
 #: Inputs are rotated among copies whose total size is at least this (or 8 copies),
 #: so a call rarely finds its inputs in the L2 even before the flush.
@@ -53,7 +54,7 @@ def input_sets(case: Case, device: torch.device) -> list[LossBatch]:
 
 
 def mode_step(mode: str, loss_fn, sets: list[LossBatch]) -> tuple[Callable[[int], Any], Callable[[Any], Any]]:
-    """``(prepare, timed)`` of :func:`benchmarks.timing.time_step` for one mode."""
+    """``(prepare, timed)`` of :func:`benchmarks.kernels.timing.time_step` for one mode."""
     def pick(i: int) -> LossBatch:
         return sets[i % len(sets)]
 

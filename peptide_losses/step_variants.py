@@ -1,11 +1,10 @@
-"""The losses inside a training step: eager, ``torch.compile(fullgraph=True)`` and a CUDA-graph replay.
+"""One training step with both losses, eager, ``torch.compile(fullgraph=True)`` or a CUDA-graph replay.
 
-A small MLP predicts logits (B, L, V) from per-spectrum features; the loss is
-both mass losses (the ``nn.Module`` forms, as a trainer holds them), the update
-plain SGD. ``tests/test_integration.py`` checks the variants against each other;
-``python -m benchmarks.trainer_integration`` prints (on a GPU) the largest
-differences of loss, gradients and updated weights between them and the time
-of one step of each.
+For the tests and benchmarks that check the losses inside a training loop
+(``tests/test_integration.py``, ``benchmarks/kernels/trainer_integration.py``),
+not for training: a small MLP predicts logits (B, L, V) from per-spectrum
+features; the loss is both mass losses (the ``nn.Module`` forms, as a trainer
+holds them), the update plain SGD.
 
 Compiling: dynamo does not trace ``loss.backward()``, so the compiled part is
 the forward (model + losses, one graph, ``fullgraph=True``); AOTAutograd
@@ -14,27 +13,22 @@ compiles the matching backward graph, which ``backward()`` then runs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary
-from peptide_losses.synthetic import make_batch
-
-from .timing import TimingSettings, capture_graph, time_step
+from . import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary
+from .synthetic import make_batch
 
 FEATURES = 32
 HIDDEN = 64
 DISTANCE_SCALE = 0.05  # Da
 PRECURSOR_WEIGHT = 0.01
 LEARNING_RATE = 1e-3
-#: Sizes of the GPU timing: a realistic batch of the losses' benchmark grid.
-TIMING_SIZES = dict(batch=256, length=32, peaks=256)
-#: (backend, autocast bf16) rows of the GPU report.
-VARIANTS = (("auto", False), ("auto", True), ("reference", False))
+#: A realistic batch of the losses' benchmark grid: the sizes of a step on the GPU.
+GPU_SIZES = dict(batch=256, length=32, peaks=256)
 
 
 def make_inputs(batch: int, length: int, peaks: int, *, device, seed: int) -> dict[str, torch.Tensor]:
@@ -43,6 +37,25 @@ def make_inputs(batch: int, length: int, peaks: int, *, device, seed: int) -> di
     features = torch.randn(batch, FEATURES, generator=torch.Generator().manual_seed(seed))
     return dict(features=features.to(device), mask=data.mask, mz=data.mz, intensity=data.intensity,
                 peak_mask=data.peak_mask, precursor_mz=data.precursor_mz, charge=data.charge)
+
+
+def capture_graph(step: Callable[[], Any], warmup: int = 3) -> tuple["torch.cuda.CUDAGraph", Any]:
+    """``step`` captured in a CUDA graph, after warm-up calls on a side stream
+    (autograd and lazily initialised state must not first run inside a capture).
+
+    Returns the graph and what the captured call returned: tensors that each
+    replay overwrites in place.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = step()
+    return graph, output
 
 
 class MassLossModel(nn.Module):
@@ -100,11 +113,11 @@ def train_step(forward: Callable, module: nn.Module, optimizer, inputs, *, autoc
     return loss.detach()
 
 
-class Trainer:
+class StepVariant:
     """A :class:`MassLossModel`, its SGD optimizer and a step that is eager, compiled or a CUDA graph.
 
     ``step(inputs)`` returns the :class:`StepResult` of one step from the
-    weights the trainer was built with (they are restored first), so
+    weights it was built with (they are restored first), so
     variants built alike give comparable results.
     """
 
@@ -151,33 +164,3 @@ class Trainer:
         loss = self.run(inputs)
         params = list(self.module.parameters())
         return StepResult(loss.clone(), [p.grad.clone() for p in params], [p.detach().clone() for p in params])
-
-
-def main() -> None:
-    from .environment import describe
-
-    device = torch.device("cuda")
-    settings = TimingSettings(warmup=5, min_iters=20, max_iters=200, target_seconds=0.5)
-    print(json.dumps(dict(environment=describe(device), sizes=TIMING_SIZES)), flush=True)
-    first = make_inputs(**TIMING_SIZES, device=device, seed=0)
-    second = make_inputs(**TIMING_SIZES, device=device, seed=1)
-    for backend, autocast in VARIANTS:
-        trainers = {v: Trainer(v, backend, TIMING_SIZES["length"], device, autocast=autocast)
-                    for v in ("eager", "compiled", "graph")}
-        for trainer in trainers.values():
-            trainer.step(first)  # compiles / captures, so that `second` is new to every variant
-        results = {v: t.step(second) for v, t in trainers.items()}
-        eager = results["eager"]
-        row = dict(backend=backend, autocast=autocast,
-                   eager_max_abs=dict(loss=eager.loss.abs().item(),
-                                      grads=max(g.abs().max().item() for g in eager.grads)),
-                   compiled_vs_eager=results["compiled"].max_abs_difference(eager),
-                   graph_vs_eager=results["graph"].max_abs_difference(eager),
-                   bitwise_repeatable={v: t.step(second).equals(results[v]) for v, t in trainers.items()},
-                   step_ms={v: round(time_step(lambda i: second, t.run, device, settings).median_ms, 4)
-                            for v, t in trainers.items()})
-        print(json.dumps(row), flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,11 @@
-"""What several test files share: the device, hypothesis example counts, the GPU-only mark."""
+"""What the tests share: a test file imports ``peptide_losses`` and this package, never another test file.
+
+Here: the device, hypothesis example counts, the GPU-only mark, an edit of one
+element of an argument. Beside it: ``vocabulary`` (the default tokens' masses from
+pyteomics, peptide strategies), ``model_targets`` (teacher-forcing targets of
+Casanovo and InstaNovo) and ``spectrum_error_model`` (the float32 error bounds of
+the spectrum loss).
+"""
 
 from __future__ import annotations
 
@@ -27,3 +34,11 @@ def examples(n: int) -> int:
 def gpu(test):
     """Marks a realistic-size test: marker ``gpu``, skipped without CUDA (the interpreter would take hours)."""
     return pytest.mark.gpu(pytest.mark.skipif(not ON_CUDA, reason="realistic sizes need CUDA")(test))
+
+
+def set_at(name: str, index, value):
+    """An edit of an argument dict: a copy of tensor ``name`` with ``value`` at ``index``."""
+    def edit(args):
+        args[name] = args[name].clone()
+        args[name][index] = value
+    return edit

@@ -1,6 +1,6 @@
 """A Triton kernel that only does fp32 FMAs in registers: the device's fp32 rate.
 
-Imported lazily (it needs Triton) by :mod:`benchmarks.roofline`.
+Imported lazily (it needs Triton) by :mod:`benchmarks.kernels.roofline`.
 """
 
 import triton

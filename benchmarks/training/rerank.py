@@ -18,7 +18,7 @@ other seeds than the trainer's validation) and the real annotated spectra:
    and compiled (B=1024 spectra x K, N=150, L=20, no grad): median time and
    peak memory.
 
-``python -m benchmarks.rerank --checkpoint runs/gpu/compact.pt --out DIR`` (GPU, a few minutes)
+``python -m benchmarks.training.rerank --checkpoint runs/gpu/compact.pt --out DIR`` (GPU, a few minutes)
 writes ``rerank.json`` and ``rerank.md`` to DIR.
 """
 

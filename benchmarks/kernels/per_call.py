@@ -1,6 +1,6 @@
-"""What an eager training loop pays per loss call, side by side in one process (issue 16).
+"""What an eager training loop pays per loss call, side by side in one process.
 
-``python -m benchmarks.per_call`` (GPU, about a minute) measures, at spectrum
+``python -m benchmarks.kernels.per_call`` (GPU, about a minute) measures, at spectrum
 B=1024 L=32 N=512 and precursor B=1024 L=32 (V=29, b/y, charges 1-2, fp32,
 from logits with ``requires_grad``):
 
@@ -19,8 +19,9 @@ default options, backward, AdamW) under ``torch.cuda.set_sync_debug_mode("error"
 does it run without a host sync.
 
 Writes ``benchmarks/results/<gpu>/per_call.json`` and ``per_call.md`` (with the
-issue's goals) and prints the table. ``--device cpu`` runs tiny sizes under the
-Triton interpreter (checks the pipeline only).
+goals: ahead of ``torch.compile`` per call, near the host floor, device time kept,
+no host sync; benchmarks/NOTES.md, "Goals") and prints the table. ``--device
+cpu`` runs tiny sizes under the Triton interpreter (checks the pipeline only).
 """
 
 from __future__ import annotations
@@ -33,16 +34,16 @@ import torch
 
 from peptide_losses import functional
 from peptide_losses.kernels import launch
+from peptide_losses.step_variants import capture_graph
 
+from ..environment import RESULTS_ROOT, describe, device_name, slug
 from . import end_to_end
-from .environment import describe, device_name, slug
 from .grid import Case, precursor_case, spectrum_case
 from .implementations import reference_loss, spectrum_options
 from .measure import input_sets
 from .run import interpreter_if_cpu
-from .timing import L2Flush, TimingSettings, capture_graph, host_floor_ms, time_interleaved, time_step
+from .timing import L2Flush, TimingSettings, host_floor_ms, time_interleaved, time_step
 
-RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 CASES = {"cuda": (spectrum_case(1024, 32, 512), precursor_case(1024, 32)),
          "cpu": (spectrum_case(4, 8, 16), precursor_case(4, 8))}
 SETTINGS = {"cuda": TimingSettings(warmup=5, min_iters=30, max_iters=200, target_seconds=0.3),
@@ -50,8 +51,8 @@ SETTINGS = {"cuda": TimingSettings(warmup=5, min_iters=30, max_iters=200, target
 #: Ours, by what differs from the default call.
 OURS = {"ours default": {}, "ours check_values=False": dict(check_values=False),
         "ours check_values=True": dict(check_values=True), "ours JIT launch": {}}
-#: Graph replay (device time) of ours before issue 16, H200 (torch 2.11, triton 3.6), from the issue:
-#: goal 3 allows 5 % more.
+#: Graph replay (device time) of ours before the lean launch path, H200 (torch 2.11, triton 3.6): a
+#: leaner host path must not cost device time, so the goal allows 5 % more.
 GRAPH_BEFORE_MS = {"spectrum B=1024 L=32 N=512 by z1-2 fp32": 0.064, "precursor B=1024 L=32 fp32": 0.021}
 #: The reference steps timed in turns with every implementation: ``grad(x.sum(), x)`` on one
 #: element (an op each way through the autograd engine), and a do-nothing Python autograd.Function.
@@ -186,7 +187,7 @@ def train_step_without_sync(device: torch.device, settings: TimingSettings, batc
 
 
 def goal_lines(rows: list[dict], floor_ms: float) -> list[str]:
-    """Issue 16's goals on these rows; a case's own host-floor row (timed in turns with it) is its
+    """The per-call goals on these rows; a case's own host-floor row (timed in turns with it) is its
     floor, ``floor_ms`` (the run's first) where it has none."""
     lines = []
     for case in dict.fromkeys(r["case"] for r in rows if "impl" in r and r["impl"] == "compile"):
@@ -205,7 +206,7 @@ def goal_lines(rows: list[dict], floor_ms: float) -> list[str]:
                         f"which is {function_floor / case_floor:.2f}x the host floor" if function_floor else ""))
         graph_ms, before = by_impl["ours default"].get(f"{GRAPH} ms"), GRAPH_BEFORE_MS.get(case)
         if graph_ms is not None and before is not None:
-            lines.append(f"- {case}: graph replay {graph_ms:.4f} ms, {graph_ms / before:.2f}x the issue's H200 "
+            lines.append(f"- {case}: graph replay {graph_ms:.4f} ms, {graph_ms / before:.2f}x the earlier H200 "
                          f"{before} ms: {'met' if graph_ms <= 1.05 * before else 'missed'} (goal: <= 1.05x, "
                          f"on an H200 only)")
     outcomes = {True: "no host sync (met)", None: "not checked (no GPU)"}
@@ -234,14 +235,14 @@ def write_report(folder: Path, environment: dict, floor_ms: float, rows: list[di
         f"lean launch {'available' if launch.ENABLED else 'not available'}; "
         f"host floor `grad(x.sum(), x)` {floor_ms:.3f} ms at the start. Latencies are medians of calls timed in "
         f"turns, so each case's floors ({HOST_FLOOR}, {FUNCTION_FLOOR}) saw the same host as its implementations. "
-        f"Produced by `python -m benchmarks.per_call`.", "",
-        *table, "", "## Goals (issue 16)", "", *goal_lines(rows, floor_ms), ""])
+        f"Produced by `python -m benchmarks.kernels.per_call`.", "",
+        *table, "", "## Goals", "", *goal_lines(rows, floor_ms), ""])
     (folder / "per_call.md").write_text(text)
     return folder / "per_call.md"
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.per_call", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels.per_call", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--results", type=Path, default=RESULTS_ROOT)

@@ -1,6 +1,6 @@
 """How well the simulator's b/y intensities match real spectra: ms2pip against the shape model.
 
-``python -m benchmarks.intensity_model`` (needs the ``simulate`` extra): for
+``python -m benchmarks.training.intensity_model`` (needs the ``simulate`` extra): for
 each annotated real spectrum, the observed intensity of each b and y ion
 (fragment charge 1; the nearest peak within ``--tolerance`` Da, squared because
 the shared file's intensities are square roots; 0 when none) against the
@@ -27,7 +27,7 @@ from peptide_losses.spectra import read_mgf
 from peptide_losses.train.intensities import ms2pip_predictor
 from peptide_losses.train.simulate import cleavage_shape
 
-from .environment import describe
+from ..environment import RESULTS_ROOT, describe
 
 
 def observed_by(spectrum, residue_masses: list[float], tolerance: float) -> np.ndarray:
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mgf", default=str(real_spectra_path()))
     p.add_argument("--tolerance", type=float, default=0.02, help="peak match tolerance (Da)")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu"))
+    p.add_argument("--out", default=str(RESULTS_ROOT / "cpu"))
     args = p.parse_args(argv)
     vocabulary = Vocabulary.default()
     spectra = [s for s in read_mgf(args.mgf, vocabulary) if s.sequence]

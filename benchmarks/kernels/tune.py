@@ -1,14 +1,14 @@
 """Launch configurations of the fused kernels, timed alone: where the kernels' defaults come from.
 
-    python -m benchmarks.tune                 # GPU: the sweep centres, fp32 and bf16
-    python -m benchmarks.tune --device cpu    # tiny sizes, interpreted kernels, host clock (checks the pipeline)
+    python -m benchmarks.kernels.tune                 # GPU: the sweep centres, fp32 and bf16
+    python -m benchmarks.kernels.tune --device cpu    # tiny sizes, interpreted kernels, host clock (checks the pipeline)
 
 For each case, every launch configuration of a sweep (spectrum: peaks per tile
 ``BLOCK_N`` x warps; precursor: tile elements x warps) runs the forward
 launcher (with the mass gradient) and the backward launcher alone: no
 autograd, no reduction, no argument checks. On CUDA the two launches are
 captured in a CUDA graph and each replay timed with the L2 flushed before it:
-device time per call, as ``benchmarks.run``'s ``fwd+bwd graph`` mode. The table
+device time per call, as ``benchmarks.kernels.run``'s ``fwd+bwd graph`` mode. The table
 lists the configurations fastest first, the default marked. The defaults
 (``kernels.spectrum.BLOCK_N`` / ``NUM_WARPS``, ``kernels.common.TILE_ELEMENTS``)
 were picked this way on the H100 (``benchmarks/NOTES.md``).
@@ -23,11 +23,12 @@ from typing import Callable
 
 import torch
 
+from peptide_losses.step_variants import capture_graph
 from peptide_losses.synthetic import LossBatch, make_batch
 
 from . import grid
 from .run import interpreter_if_cpu
-from .timing import L2Flush, Timing, TimingSettings, capture_graph, settings_for, time_step
+from .timing import L2Flush, Timing, TimingSettings, settings_for, time_step
 
 #: (BLOCK_N, num_warps) of the spectrum forward.
 SPECTRUM_SWEEP = ((128, 2), (128, 4), (256, 2), (256, 4), (256, 8), (512, 4), (512, 8))

@@ -20,7 +20,7 @@ tolerance, 20 ppm, isotope errors 0/1) and median ppm error.
 
 Run (GPU)::
 
-    python -m benchmarks.train_mass_losses_ablation --steps 2000 --arm ce_only=0,1,2 --arm gradient=0,1,2 \\
+    python -m benchmarks.training.train_mass_losses_ablation --steps 2000 --arm ce_only=0,1,2 --arm gradient=0,1,2 \\
         --arm seed_schedule=0 --arm seed_schedule_balanced=0 --parallel 8 --out runs/ablation
 
 Late-stage variant: ``--init-from runs/gpu/compact.pt --steps 11600`` continues a

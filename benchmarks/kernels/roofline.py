@@ -38,7 +38,7 @@ MODES = ("forward", "backward", "fwd+bwd")
 #: fp32 instructions per observed-peak / theoretical-ion pair of the search.
 OPS_PER_PAIR = 3
 #: Searches per mode: the backward needs each peak's nearest ion again; the
-#: kernels of issue 4 recompute it rather than keep a (B, N) index, so it counts.
+#: spectrum kernels recompute it rather than keep a (B, N) index, so it counts.
 SEARCHES = {"forward": 1, "backward": 1, "fwd+bwd": 2}
 
 MASS_BYTES = 8  # token masses, float64 (Vocabulary.mass_tensor)

@@ -166,7 +166,7 @@ def reason_lines(rows: list[dict]) -> list[str]:
 def markdown(rows: list[dict], notes: list[str], plots: list[str]) -> str:
     lines = [f"# Benchmark results: {', '.join(sorted({r['device'] for r in rows}))}", ""]
     lines += ["Times: median latency of one call in ms (cold L2, idle GPU at the start, host launch",
-              "cost included; see benchmarks/README.md); `fwd+bwd graph`: the device time of fwd+bwd",
+              "cost included; see benchmarks/kernels/README.md); `fwd+bwd graph`: the device time of fwd+bwd",
               "replayed from a CUDA graph. MiB: peak memory allocated beyond the inputs. floor: the",
               "roofline (HBM bytes over the measured copy bandwidth, or the search's fp32 work).",
               "`eager / triton` and `compile / triton` are speed-ups of triton (> 1: triton faster).",
@@ -174,7 +174,7 @@ def markdown(rows: list[dict], notes: list[str], plots: list[str]) -> str:
     lines += ["## Environment", "", *environment_lines(rows), ""]
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
-    lines += ["## Goals (issue 6)", "", *goal_lines(rows), ""]
+    lines += ["## Goals", "", *goal_lines(rows), ""]
     for loss, title in TITLES.items():
         for mode in MODE_ORDER:
             table = mode_table(rows, loss, mode)

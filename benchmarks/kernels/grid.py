@@ -1,7 +1,7 @@
 """The benchmark grid: which loss sizes and options to measure.
 
 A :class:`Case` is one point (one loss at one size, series, charges, dtype).
-Named grids: ``headline`` (the goal points of issue 6), ``sweep`` (one factor at a
+Named grids: ``headline`` (the goal points, :mod:`.goals`), ``sweep`` (one factor at a
 time around a centre point, plus the headline points: what the plots draw),
 ``full`` (the whole cross product, hours) and ``smoke`` (tiny sizes for a CPU).
 """
@@ -88,11 +88,11 @@ def precursor_case(batch: int, length: int, dtype: str = "fp32") -> Case:
     return Case("precursor", batch, length, dtype=dtype)
 
 
-#: The sweep's centre point of each loss (the first goal point of issue 6).
+#: The sweep's centre point of each loss (its first goal point).
 CENTERS = {"spectrum": spectrum_case(1024, 32, 512), "precursor": precursor_case(4096, 32)}
 SMOKE_CENTERS = {"spectrum": spectrum_case(4, 8, 16), "precursor": precursor_case(4, 8)}
 
-#: Issue 6's goal points, fp32 and bf16 (fwd+bwd from logits, b/y, charges 1-2).
+#: The goal points (:mod:`.goals`), fp32 and bf16 (fwd+bwd from logits, b/y, charges 1-2).
 HEADLINE = tuple(
     case
     for dtype in DTYPES

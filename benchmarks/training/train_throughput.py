@@ -1,6 +1,6 @@
 """Training-step throughput of the trainer's models, and a check that a step never syncs.
 
-``python -m benchmarks.train_throughput --preset gpu`` builds the preset's model
+``python -m benchmarks.training.train_throughput --preset gpu`` builds the preset's model
 and data, runs warm-up steps, then times ``--steps`` steps: steps/s and
 spectra/s (wall clock), and the device time of simulating a batch and of the
 training step (CUDA events, as the trainer logs them). ``--variant`` repeats
@@ -26,7 +26,7 @@ from peptide_losses.train.schedule import staged_weights
 from peptide_losses.train.stopwatch import Stopwatch
 from peptide_losses.train.trainer import STEP_VALUES, build, training_step
 
-from .environment import describe, slug
+from ..environment import RESULTS_ROOT, describe, slug
 
 
 def _dotted(text: str) -> dict:
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
     device = torch.device(load_config(overrides=common, preset=args.preset).device)
     env = describe(device)
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / slug(env["device"])
+    out = Path(args.out) if args.out else RESULTS_ROOT / slug(env["device"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_throughput.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
     print(f"{'variant':<48} {'params':>9} {'steps/s':>8} {'spectra/s':>10} {'data ms':>8} {'step ms':>8}")

@@ -25,7 +25,7 @@ from .grid import Case
 
 IMPLEMENTATIONS = ("triton", "eager", "compile", "keops")
 #: fwd+bwd captured once in a CUDA graph and replayed: the device time without
-#: the host's launch cost (see :mod:`benchmarks.measure`). CUDA only.
+#: the host's launch cost (see :mod:`benchmarks.kernels.measure`). CUDA only.
 GRAPH_MODE = "fwd+bwd graph"
 #: Which modes each implementation has; the KeOps search has no backward.
 MODES = {"triton": ("forward", "backward", "fwd+bwd", GRAPH_MODE),
