@@ -1,8 +1,8 @@
 """b/y fragment intensities predicted by ms2pip for the simulator, computed once and cached on disk.
 
 The simulator's own intensity shape (y twice b, peaking mid-peptide) correlates
-poorly with real spectra (median Pearson 0.2 on the shared real spectra, against
-0.8 for ms2pip: ``benchmarks/training/intensity_model.py``). ms2pip 4.1.2 ships its
+poorly with real spectra (median Pearson 0.32 on the shared real spectra, against
+0.79 for ms2pip: ``benchmarks/training/intensity_model.py``). ms2pip 4.1.2 ships its
 HCD2019 model inside the wheel and predicts offline; it is an optional extra
 (``pip install -e ".[simulate]"``, about 1.6 GB with xgboost, pyarrow and pandas).
 Without it the trainer works as before, and a cache file made elsewhere is
