@@ -1,4 +1,8 @@
-"""Physical constants used by every loss, the vocabulary and the data code.
+"""Physical constants used by every loss, the kernels, the vocabulary and the data code.
+
+Defined here, on the kernels' side, because the kernels compile them in and import nothing
+from the package; the package reads them as :mod:`peptide_losses.constants`. No Triton
+needed to import this module.
 
 All masses are monoisotopic, in Dalton (Da), float64. The values are those of
 pyteomics' ``nist_mass`` table; ``tests/test_vocabulary.py`` checks each one
@@ -29,5 +33,7 @@ ION_OFFSETS = {
     "y": H2O,
     "z": H2O - NH3,
 }
+#: The ion types, in the order of their codes in the spectrum kernel.
+ION_TYPES = tuple(ION_OFFSETS)
 #: Ion series built from prefix sums (N-terminal fragments); x, y, z are built from suffix sums.
 PREFIX_IONS = frozenset("abc")

@@ -28,7 +28,7 @@ from torch._inductor.utils import run_and_get_code
 
 import peptide_losses as pl
 from benchmarks.trainer_integration import TIMING_SIZES, MassLossModel, Trainer, make_inputs
-from peptide_losses import precursor_op, spectrum_op
+from peptide_losses.ops import precursor as precursor_op, spectrum as spectrum_op
 from peptide_losses.synthetic import make_batch
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -66,8 +66,8 @@ def _operator_case(loss: str, entry: str):
     x = (data.logits if entry == "logits" else data.logits[..., 0] * 50 + 100).requires_grad_()
     masses = data.masses if entry == "logits" else None
     if loss == "precursor":
-        return precursor_op.precursor_loss.op, (x, masses, data.mask, data.precursor_mz, data.charge, 100.0, [0, 1])
-    return spectrum_op.spectrum_loss.op, (x, masses, data.mask, data.mz, data.intensity, data.peak_mask, "by",
+        return precursor_op.forward_operator, (x, masses, data.mask, data.precursor_mz, data.charge, 100.0, [0, 1])
+    return spectrum_op.forward_operator, (x, masses, data.mask, data.mz, data.intensity, data.peak_mask, "by",
                                        [1, 2], "both", "ppm", 50.0, 1.5, True)
 
 

@@ -41,7 +41,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import peptide_losses
-from peptide_losses import backend, reference
+from peptide_losses import checks, reference
 from peptide_losses.constants import C13_C12, H2O, PROTON
 from peptide_losses.synthetic import make_batch
 
@@ -373,12 +373,12 @@ def test_gradcheck_through_the_kernel(entry, reduction):
 def test_triton_backend_on_cpu_without_interpreter_is_an_error(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="TRITON_INTERPRET"):
-        backend.resolve_backend("triton", torch.device("cpu"))
+        checks.resolve_backend("triton", torch.device("cpu"))
     case = make_case(2, 3, 4, torch.float32, seed=0)
     with pytest.raises(ValueError, match="backend='triton'"):
         peptide_losses.precursor_mass_loss(case.x.cpu(), case.precursor_mz.cpu(), case.charge.cpu(),
                                            masses=case.masses.cpu(), backend="triton")
-    assert backend.resolve_backend("auto", torch.device("cpu")) == "reference"
+    assert checks.resolve_backend("auto", torch.device("cpu")) == "reference"
 
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
