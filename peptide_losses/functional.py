@@ -84,6 +84,11 @@ def _prediction(logits, masses, residue_masses, mask, checks: list):
     return batch, length, mask, masses
 
 
+def _prediction_tensor(logits, residue_masses):
+    """What the kernels read: the logits (with masses), or the residue masses (masses is None then)."""
+    return logits if logits is not None else residue_masses
+
+
 def _residue_masses(logits, masses, residue_masses):
     return residue_masses if logits is None else reference.expected_residue_masses(logits, masses)
 
@@ -171,7 +176,8 @@ def spectrum_matching_loss(
     if resolve_backend(backend, device) == "triton":
         from .ops.spectrum import spectrum_matching_loss_fused  # imports Triton: only when it runs
 
-        return spectrum_matching_loss_fused(logits, masses, residue_masses, mask, mz, intensity, peak_mask, options)
+        return spectrum_matching_loss_fused(_prediction_tensor(logits, residue_masses), masses, mask, mz, intensity,
+                                            peak_mask, options)
     return reference.spectrum_matching_loss(
         _residue_masses(logits, masses, residue_masses), mask, mz, intensity, peak_mask, **options.loss_options(),
         reduction=options.reduction,
@@ -245,7 +251,8 @@ def precursor_mass_loss(
     if resolve_backend(backend, mask.device) == "triton":
         from .ops.precursor import precursor_mass_loss_fused  # imports Triton: only when it runs
 
-        return precursor_mass_loss_fused(logits, masses, residue_masses, mask, precursor_mz, charge, options)
+        return precursor_mass_loss_fused(_prediction_tensor(logits, residue_masses), masses, mask, precursor_mz,
+                                         charge, options)
     return reference.precursor_mass_loss(
         _residue_masses(logits, masses, residue_masses), mask, precursor_mz, charge, **options.loss_options(),
         reduction=options.reduction,

@@ -88,20 +88,12 @@ def _operator_backward(ctx, grad_rows):
 forward_operator.register_autograd(_operator_backward, setup_context=_save)
 
 
-def precursor_mass_loss_fused(
-    logits: torch.Tensor | None,
-    masses: torch.Tensor | None,
-    residue_masses: torch.Tensor | None,
-    mask: torch.Tensor,
-    precursor_mz: torch.Tensor,
-    charge: torch.Tensor,
-    options: PrecursorOptions,
-) -> torch.Tensor:
+def precursor_mass_loss_fused(x, masses, mask, precursor_mz, charge, options: PrecursorOptions) -> torch.Tensor:
     """Kernel form of :func:`peptide_losses.reference.precursor_mass_loss` (validated inputs).
 
     Args:
-        logits: (B, L, V) float with ``masses`` (V,) Da, or None with
-            ``residue_masses`` (B, L) Da. Gradients flow to these only.
+        x, masses: logits (B, L, V) with masses (V,) Da, or residue masses (B, L) Da with
+            masses None. Gradients flow to ``x`` only.
         mask: (B, L) bool. precursor_mz: (B,) observed m/z. charge: (B,) integer.
         options: checked options (:func:`peptide_losses.ops.precursor_options`).
 
@@ -109,7 +101,6 @@ def precursor_mass_loss_fused(
         Log-scaled ppm, float32 (float64 for float64 input): scalar for
         ``"mean"`` / ``"sum"``, (B,) for ``"none"``.
     """
-    x, masses = (logits, masses) if logits is not None else (residue_masses, None)
     if torch.compiler.is_compiling():
         rows = forward_operator(x, masses, mask, precursor_mz, charge, *options.operator_arguments())
         out = precursor_outputs(rows, x.shape[0], "none")

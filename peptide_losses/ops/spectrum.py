@@ -100,21 +100,12 @@ def _operator_backward(ctx, grad_rows, _grad_grad_mass):
 forward_operator.register_autograd(_operator_backward, setup_context=_save)
 
 
-def spectrum_matching_loss_fused(
-    logits: torch.Tensor | None,
-    masses: torch.Tensor | None,
-    residue_masses: torch.Tensor | None,
-    mask: torch.Tensor,
-    mz: torch.Tensor,
-    intensity: torch.Tensor,
-    peak_mask: torch.Tensor,
-    options: SpectrumOptions,
-) -> torch.Tensor:
+def spectrum_matching_loss_fused(x, masses, mask, mz, intensity, peak_mask, options: SpectrumOptions) -> torch.Tensor:
     """Kernel form of :func:`peptide_losses.reference.spectrum_matching_loss` (validated inputs).
 
     Args:
-        logits: (B, L, V) float with ``masses`` (V,) Da, or None with
-            ``residue_masses`` (B, L) Da. Gradients flow to these only.
+        x, masses: logits (B, L, V) with masses (V,) Da, or residue masses (B, L) Da with
+            masses None. Gradients flow to ``x`` only.
         mask: (B, L) bool. mz: (B, N) observed m/z. intensity: (B, N) >= 0.
         peak_mask: (B, N) bool.
         options: checked options (:func:`peptide_losses.ops.spectrum_options`).
@@ -123,7 +114,6 @@ def spectrum_matching_loss_fused(
         Da or ppm, float32 (float64 for float64 input): scalar for ``"mean"`` /
         ``"sum"``, (B,) for ``"none"``.
     """
-    x, masses = (logits, masses) if logits is not None else (residue_masses, None)
     need_grad = torch.is_grad_enabled() and x.requires_grad
     if torch.compiler.is_compiling():
         rows, grad_mass = forward_operator(x, masses, mask, mz, intensity, peak_mask, *options.operator_arguments(),
