@@ -47,8 +47,7 @@ class ScoreDefaults:
 SCORE_DEFAULTS = ScoreDefaults()
 #: Peaks per tile and warps of the scoring launch: a short peptide's forward alone (no
 #: gradient) per program is latency-bound, and small programs keep more of them in flight.
-#: Fastest of a sweep at B=1024 x K=20, N=150, L=20 on the H200 (0.37 ms, against 0.68 ms
-#: with the training loss's 256 x 4; benchmarks/results/nvidia-h200/decoding/).
+#: The sweep that chose them: benchmarks/NOTES.md, "Launch parameters".
 SCORE_BLOCK_N = 64
 SCORE_NUM_WARPS = 1
 
