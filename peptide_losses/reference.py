@@ -24,14 +24,14 @@ from typing import Sequence
 import torch
 
 from . import checks
-from .checks import DIRECTIONS, DISTANCES, REDUCTIONS  # noqa: F401  (the options' values, read here too)
-from .constants import C13_C12, H2O, ION_OFFSETS, ION_TYPES, PREFIX_IONS, PROTON
+# The options' values (DIRECTIONS, ...; ION_TYPES) stay readable here, beside the maths that takes them.
+from .checks import DIRECTIONS, DISTANCES, REDUCTIONS  # noqa: F401
+from .constants import C13_C12, H2O, ION_OFFSETS, ION_TYPES, PREFIX_IONS, PROTON  # noqa: F401
 
 #: ppm distances are relative to max(theoretical m/z, MIN_PPM_REFERENCE_MZ) so
 #: that a degenerate predicted ion (m/z <= 0 from a negative N-terminal mod)
 #: cannot divide by zero.
 MIN_PPM_REFERENCE_MZ = 1.0
-
 
 #: ``distance_scale="auto"``: tau per distance unit. On real spectra (``python -m
 #: benchmarks.discrimination``) the true peptide beats its decoys most often for tau
