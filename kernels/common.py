@@ -1,5 +1,6 @@
-"""Pieces both losses' kernels share: exact arithmetic, the row tile over (B, L) positions,
-the softmax expectation over aligned windows of V, and the gradient of the logits.
+"""Pieces both losses' kernels share: exact arithmetic, the bad-value flags, the row tile over
+(B, L) positions, the softmax expectation over aligned windows of V, launch configurations, and
+the sum or mean over spectra that the forward kernels compute themselves.
 
 The row tile: a program handles ``SPECTRA`` whole spectra as ``SPECTRA * BLOCK_L``
 rows (one per position, flattened spectrum-major), each row a window of
@@ -26,10 +27,9 @@ import torch
 import triton
 import triton.language as tl
 
-from peptide_losses.kernels.launch import LeanKernel
 
-#: Tile elements (rows x window) one program aims at: on the H100, 1024 with 2 warps
-#: was fastest for the precursor loss's kernels at B = 4096 and 16384 (benchmarks/NOTES.md).
+#: Tile elements (rows x window) one program aims at; the sweep that chose it is in
+#: benchmarks/NOTES.md ("Launch parameters").
 TILE_ELEMENTS = 1024
 #: Largest tile of one spectrum (BLOCK_L * BLOCK_W) the kernels accept; beyond,
 #: registers spill so badly that the reference is the better choice.
@@ -60,6 +60,25 @@ def _log1p(x):
     u = 1.0 + xd
     exact = u == 1.0
     return tl.where(exact, xd, tl.log(u) * xd / tl.where(exact, 1.0, u - 1.0)).to(x.dtype)
+
+
+# Bad values: each spectrum with one gets a NaN loss and NaN d loss / d mass, so that nothing
+# needs a host sync and no bad value comes out finite (the rule: peptide_losses.checks).
+@triton.jit
+def _finite(x):
+    """Neither NaN nor +-inf."""
+    return tl.abs(x) < float("inf")
+
+
+@triton.jit
+def _positive_finite(x):
+    """Finite and > 0 (False for NaN)."""
+    return (x > 0) & (x < float("inf"))
+
+
+@triton.jit
+def _nan_where(bad, value):
+    return tl.where(bad, float("nan"), value)
 
 
 @triton.jit
@@ -141,22 +160,6 @@ def _position_masses(
     else:
         mass = tl.load(x_ptr + s.to(tl.int64) * stride_xb + l * stride_xl, mask=active, other=0.0).to(COMPUTE)
     return mass
-
-
-@triton.jit
-def _store_logit_gradient(
-    x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, grad_ptr,
-    local, s, l, in_bounds, active, coef, L, N,
-    V: tl.constexpr, ALIGN: tl.constexpr, X_CONTIGUOUS: tl.constexpr, COMPUTE: tl.constexpr,
-    SPECTRA: tl.constexpr, BLOCK_W: tl.constexpr,
-):
-    """Write ``coef_r * p_rv * (m_v - E_r)`` (d loss / d logit for coef = d loss / d E_r), 0 at masked rows,
-    into the contiguous gradient, in its dtype."""
-    p, m, mass, base, offsets, on_row = _softmax_rows(
-        x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, local, s, l, active, L, N,
-        V, ALIGN, X_CONTIGUOUS, COMPUTE, SPECTRA, BLOCK_W)
-    grad = tl.where(active[:, None], coef[:, None] * p * (m - mass[:, None]), 0.0)
-    tl.store(grad_ptr + base + offsets, grad.to(grad_ptr.dtype.element_ty), mask=in_bounds[:, None] & on_row)
 
 
 def compute_dtype(x: torch.Tensor):
@@ -247,96 +250,70 @@ def _default_row_config(batch, length, vocab, element_size, contiguous, loss) ->
     return row_config(batch, length, vocab, element_size=element_size, contiguous=contiguous, loss=loss)
 
 
-@triton.jit
-def _upstream(grad_loss_ptr, stride_g, denominator_ptr, s, in_bounds, DIVIDE: tl.constexpr, COMPUTE: tl.constexpr):
-    """The upstream gradient of each row's spectrum, over the mean's denominator when DIVIDE."""
-    g = tl.load(grad_loss_ptr + s.to(tl.int64) * stride_g, mask=in_bounds, other=0.0).to(COMPUTE)
-    if DIVIDE:
-        g = _div(g, tl.load(denominator_ptr).to(COMPUTE))
-    return g
+# The mean or sum over spectra inside a loss's forward kernel (reference.reduce_spectra).
+# A separate reduction kernel costs an eager call one more launch (host time
+# larger than the work on a slow host) and a graph replay one more kernel. So the
+# forward kernels reduce their own rows: each program, after writing its
+# spectra's rows, takes a ticket from a counter; the program that takes the last
+# ticket sums every row in a fixed order (bitwise reproducible: the order of the
+# tickets decides only which program sums, never how) and sets the counter back
+# to 0 for the next call. Orders: a CTA barrier, then an acq_rel atomic at GPU
+# scope (the pattern of Inductor's grid barrier), then volatile loads of the
+# rows (never cached in the summing program's L1).
+#
+# The counter is one int32 per (device, stream), allocated once and zero
+# between calls: calls on one stream run one after another. Two CUDA graphs
+# captured on one capture stream share its counter, so their replays must not
+# run concurrently on different streams.
+
+#: Reduction modes of the forward kernels' REDUCE argument.
+REDUCE_MODES = {"none": 0, "sum": 1, "mean": 2}
+#: Spectra one pass of the summing program reads.
+_BLOCK = tl.constexpr(1024)
+
+_counters: dict[tuple, torch.Tensor] = {}
 
 
-@triton.jit
-def _mass_backward_kernel(
-    x_ptr, stride_xb, stride_xl, stride_xv,
-    masses_ptr, stride_m,
-    mask_ptr, stride_mb, stride_ml,
-    grad_loss_ptr, stride_g,
-    denominator_ptr, denominator_index,
-    grad_mass_ptr, grad_mass_offset,
-    grad_ptr,
-    B, L, N,
-    V: tl.constexpr, ALIGN: tl.constexpr, X_CONTIGUOUS: tl.constexpr, DIVIDE: tl.constexpr,
-    PER_POSITION: tl.constexpr, FROM_LOGITS: tl.constexpr, COMPUTE: tl.constexpr,
-    SPECTRA: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_W: tl.constexpr,
-):
-    local, s, l, in_bounds = _rows(B, L, SPECTRA, BLOCK_L)
-    active = _active_rows(mask_ptr, stride_mb, stride_ml, s, l, in_bounds)
-    if PER_POSITION:
-        mass_index = s.to(tl.int64) * L + l
+def counter(device: torch.device) -> torch.Tensor:
+    """The ticket counter of the current stream on ``device`` (one int32, zero between calls)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        key = (index, torch._C._cuda_getCurrentRawStream(index))
     else:
-        mass_index = s
-    coef = _upstream(grad_loss_ptr, stride_g, denominator_ptr + denominator_index, s, in_bounds, DIVIDE, COMPUTE)
-    coef = tl.where(active, coef * tl.load(grad_mass_ptr + grad_mass_offset + mass_index, mask=in_bounds, other=0.0),
-                    0.0)
-    if FROM_LOGITS:
-        _store_logit_gradient(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, grad_ptr,
-                              local, s, l, in_bounds, active, coef, L, N, V, ALIGN, X_CONTIGUOUS, COMPUTE,
-                              SPECTRA, BLOCK_W)
-    else:
-        # The gradient is allocated contiguous.
-        tl.store(grad_ptr + s.to(tl.int64) * L + l, coef.to(grad_ptr.dtype.element_ty), mask=in_bounds)
+        key = (device.type, device.index)
+    found = _counters.get(key)
+    if found is None:
+        found = _counters[key] = torch.zeros(1, dtype=torch.int32, device=device)
+    return found
 
 
-def mass_backward(
-    x: torch.Tensor,
-    masses: torch.Tensor | None,
-    mask: torch.Tensor,
-    grad_loss: torch.Tensor,
-    grad_mass: torch.Tensor,
-    denominator: torch.Tensor | None,
-    *,
-    config: dict | None,
-    loss: str,
-    per_position: bool,
-    grad_mass_offset: int = 0,
-    denominator_index: int = 0,
-) -> torch.Tensor:
-    """Gradient w.r.t. ``x`` of ``sum_b grad_loss[b] / denominator * loss[b]`` from d loss_b / d (residue mass).
-
-    Both losses depend on the logits only through the expected residue masses,
-    so this is their whole backward. Contiguous, in x's dtype.
-
-    Args:
-        x, masses, mask: logits (B, L, V) with masses (V,) Da, or residue masses
-            (B, L) Da with masses None; the (B, L) bool mask.
-        grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too), or a 0-dim
-            one for every spectrum.
-        grad_mass: contiguous d loss_b / d m_l in 1/Da, read from element
-            ``grad_mass_offset`` of this tensor on: (B, L) values if ``per_position``,
-            else (B,), one per spectrum, the same at each of its positions (precursor).
-        denominator: the mean's denominator at element ``denominator_index`` of
-            this tensor, or None for 1. (Offsets into the forward's output instead
-            of views of it: each view is an operator call of host time per step.)
-        config: a :func:`row_config` result, or None for the default.
-        loss: the loss's name, for error messages.
-    """
-    batch, length = x.shape[:2]
-    cfg = x_config(x, masses, config, loss)
-    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if batch:
-        _MASS_BACKWARD[((batch + cfg["SPECTRA"] - 1) // cfg["SPECTRA"],)](
-            *prediction_args(x, masses),
-            mask, mask.stride(0), mask.stride(1),
-            # A 0-dim upstream gradient (of a "sum" or "mean") is every spectrum's: stride 0.
-            grad_loss, grad_loss.stride(0) if grad_loss.ndim else 0,
-            grad_loss if denominator is None else denominator, denominator_index,
-            grad_mass, grad_mass_offset, grad,
-            batch, length, x.numel(), V=x.shape[2] if masses is not None else 1,
-            X_CONTIGUOUS=x.is_contiguous(), DIVIDE=denominator is not None, PER_POSITION=per_position,
-            FROM_LOGITS=masses is not None, COMPUTE=compute_dtype(x), enable_fp_fusion=False, **cfg,
-        )
-    return grad
+def reduce_nothing(out: torch.Tensor) -> None:
+    """No spectrum (B = 0, no launch): ``out`` = loss 0 and denominator 1, as the reference."""
+    out[-2:].fill_(0.0)
+    out[-1:].fill_(1.0)
 
 
-_MASS_BACKWARD = LeanKernel(_mass_backward_kernel)
+@triton.jit
+def _reduce_rows(loss_ptr, counted_ptr, out_ptr, counter_ptr, B, MEAN: tl.constexpr):
+    """Called by every program after its rows are stored: the last one writes
+    ``out[0]`` = the sum (or mean over ``counted``) of ``loss[0:B]`` and, for the mean,
+    ``out[1]`` = its denominator (at least 1)."""
+    tl.debug_barrier()  # every thread's row stores precede the release below
+    ticket = tl.atomic_add(counter_ptr, 1, sem="acq_rel")
+    if ticket == tl.num_programs(0) - 1:
+        tl.debug_barrier()
+        total = tl.zeros([_BLOCK], out_ptr.dtype.element_ty)
+        count = tl.zeros([_BLOCK], out_ptr.dtype.element_ty)
+        for start in range(0, B, _BLOCK):
+            i = start + tl.arange(0, _BLOCK)
+            total += tl.load(loss_ptr + i, mask=i < B, other=0.0, volatile=True)
+            if MEAN:
+                count += tl.load(counted_ptr + i, mask=i < B, other=0.0, volatile=True)
+        total_sum = tl.sum(total, axis=0)
+        if MEAN:
+            denominator = tl.maximum(tl.sum(count, axis=0), 1.0)
+            tl.store(out_ptr, _div(total_sum, denominator))
+            tl.store(out_ptr + 1, denominator)
+        else:
+            tl.store(out_ptr, total_sum)
+        tl.atomic_xchg(counter_ptr, 0)

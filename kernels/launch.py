@@ -1,4 +1,5 @@
-"""Launching a compiled kernel with less host work than ``kernel[grid](...)``.
+"""Launching the kernels: with less host work than ``kernel[grid](...)``, and so that
+``torch.compile`` can see them.
 
 Triton's ``JITFunction.run`` binds every argument, builds its specialisation
 key, looks the kernel up and checks the kernel's globals on every launch: tens
@@ -19,19 +20,24 @@ The direct path is used only where it is known to match the JIT:
   (checked once, on its source: Triton 3.6 to 3.9 do); otherwise every launch
   goes through the JIT;
 - real CUDA tensors (not under the interpreter, not fake tensors of
-  ``torch.compile`` tracing, which :func:`~peptide_losses.kernels.traceable.traceable`
-  handles);
+  ``torch.compile`` tracing, which :func:`traceable` handles);
 - ``PEPTIDE_LOSSES_LEAN_LAUNCH=0`` in the environment at import turns it off (benchmarks compare).
+
+While torch traces a ``torch.library.triton_op`` (fake tensors: the op's shape
+inference, and AOTAutograd handing the kernels to Inductor), a launch must go
+through ``torch.library.wrap_triton`` (torch 2.6+), which records it as a graph
+node. On real tensors the kernel is launched directly: the wrapper's dispatch
+costs host time for nothing there.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+from functools import partial
 
 import torch
-
-from peptide_losses.kernels.traceable import traceable
+from torch._subclasses.fake_tensor import is_fake
 
 _LAUNCH_CALL = ("kernel.run(grid_0, grid_1, grid_2, stream, kernel.function, kernel.packed_metadata, "
                 "launch_metadata,")
@@ -54,6 +60,15 @@ ENABLED = (os.environ.get("PEPTIDE_LOSSES_LEAN_LAUNCH", "1") != "0"
            and os.environ.get("TRITON_INTERPRET", "0") != "1" and _jit_launch_matches())
 if ENABLED:
     from triton import knobs  # where the JIT takes the launch hooks from (profilers add theirs)
+
+wrap_triton = getattr(torch.library, "wrap_triton", None)
+
+
+def traceable(kernel, x: torch.Tensor):
+    """``kernel``, wrapped for tracing when ``x`` (a launch argument) is a traced tensor."""
+    if wrap_triton is not None and is_fake(x):
+        return wrap_triton(kernel)
+    return kernel
 
 
 def _arg_key(value):
@@ -80,9 +95,9 @@ class LeanKernel:
         self.names = getattr(kernel, "arg_names", None)
 
     def __getitem__(self, grid):
-        return lambda *args, **meta: self.launch(grid, args, meta)
+        return partial(self.launch, grid)  # no Python frame of its own, unlike a lambda
 
-    def launch(self, grid: tuple, args: tuple, meta: dict) -> None:
+    def launch(self, grid: tuple, *args, **meta) -> None:
         x = args[0]
         if not ENABLED or type(x) is not torch.Tensor or not x.is_cuda:
             traceable(self.kernel, x)[grid](*args, **meta)

@@ -3,21 +3,18 @@
 The maths is :func:`peptide_losses.reference.precursor_mass_loss` applied to
 :func:`~peptide_losses.reference.expected_residue_masses` (or to given residue
 masses). One program handles ``SPECTRA`` whole spectra as rows of positions
-(:mod:`peptide_losses.kernels.common`), so every per-spectrum sum stays on chip
+(:mod:`.common`), so every per-spectrum sum stays on chip
 and no atomics are needed: results are bitwise reproducible.
 
 - Forward reads the logits once in their own dtype, takes the softmax and the
   expected mass per position in the compute dtype (float32; float64 for
-  float64 input), and writes three (B,) rows: the loss, dloss/dM (per Da of
-  peptide mass, 0 for a spectrum without positions) and whether the spectrum
-  counts; both NaN for a spectrum with a bad value (a non-finite mass at an
+  float64 input), and writes three (B,) rows: the loss, grad_mass = d loss / d M
+  (per Da of peptide mass, 0 for a spectrum without positions) and whether the
+  spectrum counts; both NaN for a spectrum with a bad value (a non-finite mass at an
   unmasked position, precursor m/z not finite or <= 0, charge < 1), which then
   counts. With ``REDUCE`` it also writes the sum or mean over spectra
-  (:mod:`peptide_losses.kernels.reduction`). Nothing of size (B, L, V) is kept.
-- Backward recomputes the softmax and writes
-  ``g_b * dloss/dM_b * p_lv * (m_v - E_l)`` (0 at masked positions) straight in
-  the logits' dtype; for residue masses, ``g_b * dloss/dM_b`` at unmasked positions.
-  ``g_b`` is the upstream gradient, divided by the mean's denominator when one is given.
+  (:mod:`.common`). Nothing of size (B, L, V) is kept.
+- Backward is the kernel of :mod:`.backward`, with grad_mass per spectrum.
 
 Launchers allocate their outputs and never read device values on the host, so
 they can run inside CUDA graphs and ``torch.compile``. They turn off fused
@@ -31,21 +28,26 @@ import torch
 import triton
 import triton.language as tl
 
-from peptide_losses.constants import C13_C12, H2O, PROTON
-from peptide_losses.kernels.common import (
+from .backward import ForwardOutputs, mass_backward
+from .common import (
+    REDUCE_MODES,
     _active_rows,
     _div,
+    _finite,
     _log1p,
+    _nan_where,
     _position_masses,
+    _positive_finite,
+    _reduce_rows,
     _rows,
     compute_dtype,
-    mass_backward,
+    counter,
     prediction_args,
+    reduce_nothing,
     x_config,
 )
-from peptide_losses.kernels.launch import LeanKernel
-from peptide_losses.kernels.reduction import REDUCE_MODES, _reduce_rows, counter, reduce_nothing
-from peptide_losses.kernels.validity import _finite, _nan_where, _positive_finite
+from .constants import C13_C12, H2O, PROTON
+from .launch import LeanKernel
 
 _H2O = tl.constexpr(H2O)
 _PROTON = tl.constexpr(PROTON)
@@ -74,7 +76,7 @@ def _precursor_fwd_kernel(
     peptide = tl.sum(tl.reshape(tl.where(active, mass, 0.0), (SPECTRA, BLOCK_L)), axis=1) + _H2O
     counted = tl.max(tl.reshape(active.to(tl.int32), (SPECTRA, BLOCK_L)), axis=1) > 0
     # The sum of the unmasked masses is not finite iff one of them is not (for masses below ~1e36 Da):
-    # kernels/validity.py without another reduction.
+    # the bad-mass flag without another reduction.
     bad = ~_finite(peptide)
     s = tl.program_id(0) * SPECTRA + tl.arange(0, SPECTRA)
     s_ok = s < B
@@ -97,9 +99,9 @@ def _precursor_fwd_kernel(
     loss = scale * _log1p(_div(ppm, scale))
     # d loss/d ppm * d ppm/d predicted * d predicted/d M; d|x|/dx = 0 at x = 0 as in autograd.
     sign = tl.where(error > 0, 1.0, tl.where(error < 0, -1.0, 0.0)).to(COMPUTE)
-    dloss_dmass = _div(_div(scale, scale + ppm) * sign * 1e6, obs * z)
+    grad_mass = _div(_div(scale, scale + ppm) * sign * 1e6, obs * z)
     tl.store(out_ptr + s, _nan_where(bad, tl.where(counted, loss, 0.0)), mask=s_ok)
-    tl.store(out_ptr + B + s, _nan_where(bad, tl.where(counted, dloss_dmass, 0.0)), mask=s_ok)
+    tl.store(out_ptr + B + s, _nan_where(bad, tl.where(counted, grad_mass, 0.0)), mask=s_ok)
     tl.store(out_ptr + 2 * B + s, (counted | bad).to(COMPUTE), mask=s_ok)
     if REDUCE != 0:
         _reduce_rows(out_ptr, out_ptr + 2 * B, out_ptr + 3 * B, counter_ptr, B, REDUCE == 2)
@@ -116,8 +118,8 @@ def precursor_forward(
     isotope_errors: tuple[int, ...],
     reduction: str = "none",
     config: dict | None = None,
-) -> torch.Tensor:
-    """Per-spectrum loss, dloss/dM and counted flag of the precursor mass loss, and their reduction.
+) -> ForwardOutputs:
+    """Per-spectrum loss, d loss / d M and counted flag of the precursor mass loss, and their reduction.
 
     Args:
         x: logits (B, L, V) with ``masses`` (V,) in Da, or residue masses
@@ -125,20 +127,18 @@ def precursor_forward(
         mask: (B, L) bool. precursor_mz: (B,) m/z. charge: (B,) integer.
         scale: ppm scale of the log. isotope_errors: k values (a tuple of ints), first wins ties.
         reduction: ``"none"``, or ``"sum"`` / ``"mean"`` computed by the same launch.
-        config: a :func:`~peptide_losses.kernels.common.row_config` result, to override the default.
+        config: a :func:`~.common.row_config` result, to override the default.
 
     Returns:
-        float32 (float64 for float64 ``x``). ``"none"``: (3, B) rows, the
-        log-scaled ppm loss (0 where no position counts), dloss/dM in 1/Da, and
-        1.0 where the spectrum counts (has an unmasked position, or a bad value:
-        then its loss and dloss/dM are NaN), else 0.0. ``"sum"`` / ``"mean"``:
-        flat (3 * B + 2,), those rows, then the reduced loss and the mean's
-        denominator (undefined for ``"sum"``).
+        :func:`precursor_outputs`, float32 (float64 for float64 ``x``): ``losses``, the
+        log-scaled ppm (0 where no position counts), ``counted`` (an unmasked position,
+        or a bad value: then its loss and grad_mass are NaN), ``loss`` as ``reduction``
+        says, and ``grad_mass``, d loss / d M in 1/Da per spectrum.
     """
     batch, length = x.shape[:2]
     cfg = x_config(x, masses, config, "precursor")
     reduce = REDUCE_MODES[reduction]
-    out = torch.empty(3 * batch + 2 if reduce else (3, batch),
+    out = torch.empty(3 * batch + (2 if reduce else 0),
                       dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
     if batch:
         _PRECURSOR_FORWARD[((batch + cfg["SPECTRA"] - 1) // cfg["SPECTRA"],)](
@@ -153,10 +153,16 @@ def precursor_forward(
         )
     elif reduce:
         reduce_nothing(out)
-    return out
+    return precursor_outputs(out, batch, reduction)
 
 
 _PRECURSOR_FORWARD = LeanKernel(_precursor_fwd_kernel)
+
+
+def precursor_outputs(rows: torch.Tensor, batch: int, reduction: str) -> ForwardOutputs:
+    """The named outputs of :func:`precursor_forward` from its tensor: ``rows`` (3 * B [+ 2],) holds the
+    losses, grad_mass, the counted flags [, then the reduced loss and the mean's denominator]."""
+    return ForwardOutputs(rows, rows, batch, batch, reduction)
 
 
 def precursor_backward(
@@ -164,21 +170,16 @@ def precursor_backward(
     masses: torch.Tensor | None,
     mask: torch.Tensor,
     grad_loss: torch.Tensor,
-    dloss_dmass: torch.Tensor,
-    denominator: torch.Tensor | None = None,
+    forward: ForwardOutputs,
     *,
     config: dict | None = None,
-    grad_mass_offset: int = 0,
-    denominator_index: int = 0,
 ) -> torch.Tensor:
     """Gradient of ``sum_b grad_loss[b] * loss[b] / denominator`` w.r.t. ``x``, contiguous, in x's dtype.
 
     Args:
         x, masses, mask: as given to :func:`precursor_forward`.
-        grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too).
-        dloss_dmass: (B,) contiguous from element ``grad_mass_offset`` on: row 1 of
-            :func:`precursor_forward`'s output, or that output itself with offset B.
-        denominator: the mean's denominator at element ``denominator_index``, or None for 1.
+        grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too), or a 0-dim one.
+        forward: :func:`precursor_forward`'s outputs (the mean's denominator divides for
+            ``reduction="mean"``).
     """
-    return mass_backward(x, masses, mask, grad_loss, dloss_dmass, denominator, config=config, loss="precursor",
-                         per_position=False, grad_mass_offset=grad_mass_offset, denominator_index=denominator_index)
+    return mass_backward(x, masses, mask, grad_loss, forward, config=config, loss="precursor", per_position=False)

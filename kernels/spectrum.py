@@ -42,25 +42,29 @@ import torch
 import triton
 import triton.language as tl
 
-from peptide_losses.constants import ION_OFFSETS, PREFIX_IONS, PROTON
-from peptide_losses.kernels.common import (
+from .backward import ForwardOutputs, mass_backward
+from .common import (
+    REDUCE_MODES,
     _active_rows,
     _div,
+    _finite,
     _log1p,
+    _nan_where,
     _position_masses,
+    _positive_finite,
+    _reduce_rows,
     _rows,
     cached_config,
     check_tile,
     compute_dtype,
+    counter,
     fit_to,
-    mass_backward,
     prediction_args,
+    reduce_nothing,
     window,
 )
-from peptide_losses.kernels.launch import LeanKernel
-from peptide_losses.kernels.reduction import REDUCE_MODES, _reduce_rows, counter, reduce_nothing
-from peptide_losses.kernels.validity import _finite, _nan_where, _positive_finite
-from peptide_losses.reference import ION_TYPES
+from .constants import ION_OFFSETS, ION_TYPES, PREFIX_IONS, PROTON
+from .launch import LeanKernel
 
 # Series are passed as packed integers: 3 bits of ion-type code per type (its
 # index in ION_TYPES) and 8 bits per charge, so that no option is a tensor
@@ -83,8 +87,8 @@ _OFFSET_Z = tl.constexpr(ION_OFFSETS[ION_TYPES[5]])
 _PROTON = tl.constexpr(PROTON)
 
 DIRECTION_FLAGS = {"observed": (True, False), "theoretical": (False, True), "both": (True, True)}
-#: Peaks per tile and warps per program: the fastest of a sweep on the H100 (B=1024,
-#: L=32 and 64, N=512 and 2048); two peaks per thread share each ion load in the search.
+#: Peaks per tile and warps per program, chosen by a sweep (benchmarks/NOTES.md, "Launch
+#: parameters"); two peaks per thread share each ion load in the search.
 BLOCK_N = 256
 NUM_WARPS = 4
 
@@ -245,7 +249,7 @@ def _spectrum_fwd_kernel(
     mass = _position_masses(x_ptr, stride_xb, stride_xl, stride_xv, masses_ptr, stride_m, local, s1, l, active, L,
                             x_numel, V, ALIGN, X_CONTIGUOUS, FROM_LOGITS, tl.float64, 1, BLOCK_W)
     m = tl.where(active, mass, 0.0)
-    bad = tl.max((active & ~_finite(mass)).to(tl.int32), axis=0) > 0  # kernels/validity.py
+    bad = tl.max((active & ~_finite(mass)).to(tl.int32), axis=0) > 0
     # Sums and the suffix's subtraction in float64, each rounded once, as the reference:
     # S = total - P in float32 would put small y ions of a long peptide ~1e-4 Da off.
     exact_prefix = tl.cumsum(m, axis=0)
@@ -347,7 +351,7 @@ def _spectrum_fwd_kernel(
                 grad_suffix += tl.where(ion_prefix, 0.0, ion_g)
         loss += _div(nearest_sum, ion_norm)
 
-    # A bad value: NaN loss and gradient, and the spectrum counts (peptide_losses.bad_values).
+    # A bad value: NaN loss and gradient, and the spectrum counts (peptide_losses.checks).
     tl.store(out_ptr + b, _nan_where(bad, tl.where(counted, loss, 0.0)))
     tl.store(out_ptr + B + b, (counted | bad).to(COMPUTE))
     if NEED_GRAD:
@@ -414,7 +418,7 @@ def spectrum_forward(
     reduction: str = "none",
     config: dict | None = None,
     rows_per_spectrum: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> ForwardOutputs:
     """Per-spectrum loss and counted flag, and dloss_b/dm_l, of the spectrum matching loss, and their reduction.
 
     Args:
@@ -423,7 +427,7 @@ def spectrum_forward(
         mask: (B, L) bool. mz: (B, N) observed m/z. intensity: (B, N) >= 0.
         peak_mask: (B, N) bool. Options: validated, as the reference's
             (ion_types and charges as tuples).
-        need_grad: also compute dloss_b/dm_l (else the second output is empty).
+        need_grad: also compute dloss_b/dm_l (else ``grad_mass`` is empty).
         reduction: ``"none"``, or ``"sum"`` / ``"mean"`` computed by the same launch.
         config: a :func:`launch_config` result, to override the default.
         rows_per_spectrum: K, for K rows of ``x`` (candidate peptides) per spectrum: ``x``
@@ -431,14 +435,11 @@ def spectrum_forward(
             ``mz``, ``intensity`` and ``peak_mask`` (B rows), which are never copied.
 
     Returns:
-        ``(rows, grad_mass)``, float32 (float64 for float64 ``x``). ``"none"``:
-        rows (2, B) hold the loss in Da or ppm (0 where the spectrum does not
-        count) and 1.0 where it counts, else 0.0 (a spectrum with a bad value
-        counts, with a NaN loss and NaN grad_mass); ``"sum"`` / ``"mean"``: flat
-        (2 * B + 2,), those rows, then the reduced loss and the mean's
-        denominator (undefined for ``"sum"``). grad_mass (B, L) holds
-        d loss_b / d m_l per Da of residue mass (0 at masked positions), or is
-        (0,) without ``need_grad``.
+        :func:`spectrum_outputs`, float32 (float64 for float64 ``x``): ``losses`` in Da
+        or ppm (0 where the spectrum does not count), ``counted`` (a spectrum with a
+        bad value counts, with a NaN loss and NaN grad_mass), ``loss`` as ``reduction``
+        says, and ``grad_mass`` (B, L): d loss_b / d m_l per Da of residue mass (0 at
+        masked positions), or (0,) without ``need_grad``.
     """
     batch, length = x.shape[:2]
     n_peaks = mz.shape[1]
@@ -453,7 +454,7 @@ def spectrum_forward(
     n_series = len(ion_types) * len(charges)
     observed, theoretical = DIRECTION_FLAGS[direction]
     reduce = REDUCE_MODES[reduction]
-    rows = torch.empty(2 * batch + 2 if reduce else (2, batch), dtype=compute, device=x.device)
+    rows = torch.empty(2 * batch + (2 if reduce else 0), dtype=compute, device=x.device)
     grad_mass = torch.empty((batch, length) if need_grad else (0,), dtype=compute, device=x.device)
     # The observed search reads fragment m/z back from this (B, S, L) table.
     ions = torch.empty((batch, n_series, length) if observed else (0,), dtype=compute, device=x.device)
@@ -474,10 +475,16 @@ def spectrum_forward(
         )
     elif reduce:
         reduce_nothing(rows)
-    return rows, grad_mass
+    return spectrum_outputs(rows, grad_mass, batch, reduction)
 
 
 _SPECTRUM_FORWARD = LeanKernel(_spectrum_fwd_kernel)
+
+
+def spectrum_outputs(rows: torch.Tensor, grad_mass: torch.Tensor, batch: int, reduction: str) -> ForwardOutputs:
+    """The named outputs of :func:`spectrum_forward` from its tensors: ``rows`` (2 * B [+ 2],) holds
+    the losses, then the counted flags [, then the reduced loss and the mean's denominator]."""
+    return ForwardOutputs(rows, grad_mass, 0, batch, reduction)
 
 
 def spectrum_backward(
@@ -485,21 +492,17 @@ def spectrum_backward(
     masses: torch.Tensor | None,
     mask: torch.Tensor,
     grad_loss: torch.Tensor,
-    grad_mass: torch.Tensor,
-    denominator: torch.Tensor | None = None,
+    forward: ForwardOutputs,
     *,
     config: dict | None = None,
-    denominator_index: int = 0,
 ) -> torch.Tensor:
     """Gradient of ``sum_b grad_loss[b] * loss[b] / denominator`` w.r.t. ``x``, contiguous, in x's dtype.
 
     Args:
         x, masses, mask: as given to :func:`spectrum_forward`.
-        grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too).
-        grad_mass: (B, L) contiguous, from :func:`spectrum_forward` with ``need_grad``.
-        denominator: the mean's denominator at element ``denominator_index`` (e.g. the reduced
-            rows of :func:`spectrum_forward`), or None for 1.
-        config: a :func:`~peptide_losses.kernels.common.row_config` result, to override the default.
+        grad_loss: (B,) upstream gradient of the per-spectrum loss (any stride, 0 too), or a 0-dim one.
+        forward: :func:`spectrum_forward`'s outputs, with ``need_grad`` (the mean's denominator
+            divides for ``reduction="mean"``).
+        config: a :func:`~.common.row_config` result, to override the default.
     """
-    return mass_backward(x, masses, mask, grad_loss, grad_mass, denominator, config=config, loss="spectrum",
-                         per_position=True, denominator_index=denominator_index)
+    return mass_backward(x, masses, mask, grad_loss, forward, config=config, loss="spectrum", per_position=True)

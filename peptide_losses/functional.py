@@ -6,7 +6,7 @@ fused Triton kernel or the reference maths of :mod:`peptide_losses.reference`
 numbers; the kernel keeps no (B, L, V) or (B, N, M) tensor.
 
 Type, shape, dtype, device and option errors are raised at once, without
-touching the device. Bad values (:mod:`peptide_losses.bad_values`) make the
+touching the device. Bad values (:mod:`peptide_losses.checks`) make the
 spectrum's loss NaN on both backends, with no host sync; ``check_values=True``
 raises a ValueError naming the argument instead, at the cost of one host sync.
 """
@@ -17,30 +17,35 @@ from typing import Sequence
 
 import torch
 
-from . import bad_values, reference
-from .backend import resolve_backend
-from .call_options import precursor_options, spectrum_options
-from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS
-from .validation import (
+from . import reference
+from .checks import (
     as_bool_mask,
+    bad_charge,
+    bad_intensity,
+    bad_peak_mz,
+    bad_positions,
+    bad_precursor_mz,
     check_float,
     check_same_device,
     check_shape,
     raise_on_bad_values,
     real_peaks,
+    resolve_backend,
     value_checks_enabled,
 )
+from .ops import precursor_options, spectrum_options
+from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS
 from .vocabulary import Vocabulary
 
 
 def _position_checks(logits, masses, residue_masses, mask) -> list:
-    """``check_values=True``: the bad position masses (:mod:`peptide_losses.bad_values`), by argument."""
+    """``check_values=True``: the bad position masses (:mod:`peptide_losses.checks`), by argument."""
     if logits is None:
         return [("residue_masses contain NaN or inf at an unmasked position",
-                 lambda: bad_values.bad_positions(residue_masses.to(reference.compute_dtype(residue_masses)), mask))]
+                 lambda: bad_positions(residue_masses.to(reference.compute_dtype(residue_masses)), mask))]
     return [("masses contain NaN or inf", lambda: (~torch.isfinite(masses)).any() & mask.any(-1)),
             ("logits give a NaN or inf expected mass at an unmasked position (NaN or +inf logits, or a row of -inf)",
-             lambda: bad_values.bad_positions(reference.expected_residue_masses(logits, masses), mask))]
+             lambda: bad_positions(reference.expected_residue_masses(logits, masses), mask))]
 
 
 def _prediction(logits, masses, residue_masses, mask, checks: list):
@@ -77,6 +82,11 @@ def _prediction(logits, masses, residue_masses, mask, checks: list):
     if mask.device != device:
         check_same_device(prediction=torch.empty(0, device=device), mask=mask)
     return batch, length, mask, masses
+
+
+def _prediction_tensor(logits, residue_masses):
+    """What the kernels read: the logits (with masses), or the residue masses (masses is None then)."""
+    return logits if logits is not None else residue_masses
 
 
 def _residue_masses(logits, masses, residue_masses):
@@ -137,7 +147,7 @@ def spectrum_matching_loss(
 
     Returns:
         float32 loss (float64 for float64 input), in Da or ppm; scalar or (B,).
-        NaN for a spectrum with a bad value (:mod:`peptide_losses.bad_values`:
+        NaN for a spectrum with a bad value (:mod:`peptide_losses.checks`:
         a non-finite mass at an unmasked position, or at a peak_mask peak an m/z
         that is not finite or <= 0 or an intensity that is not finite or < 0);
         so is the mean or sum, and the gradient at that spectrum's unmasked
@@ -159,14 +169,15 @@ def spectrum_matching_loss(
         dtype = reference.compute_dtype(logits if logits is not None else residue_masses)
         raise_on_bad_values(checks + _position_checks(logits, masses, residue_masses, mask) + [
             ("mz must be finite and > 0 at peak_mask positions",
-             lambda: bad_values.bad_peak_mz(mz.to(dtype), peak_mask)),
+             lambda: bad_peak_mz(mz.to(dtype), peak_mask)),
             ("intensity must be finite and >= 0 at peak_mask positions",
-             lambda: bad_values.bad_intensity(intensity.to(dtype), peak_mask)),
+             lambda: bad_intensity(intensity.to(dtype), peak_mask)),
         ])
     if resolve_backend(backend, device) == "triton":
-        from .spectrum_op import spectrum_matching_loss_fused
+        from .ops.spectrum import spectrum_matching_loss_fused  # imports Triton: only when it runs
 
-        return spectrum_matching_loss_fused(logits, masses, residue_masses, mask, mz, intensity, peak_mask, options)
+        return spectrum_matching_loss_fused(_prediction_tensor(logits, residue_masses), masses, mask, mz, intensity,
+                                            peak_mask, options)
     return reference.spectrum_matching_loss(
         _residue_masses(logits, masses, residue_masses), mask, mz, intensity, peak_mask, **options.loss_options(),
         reduction=options.reduction,
@@ -187,8 +198,8 @@ def _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge
     if value_checks_enabled(check):
         dtype = reference.compute_dtype(logits if logits is not None else residue_masses)
         raise_on_bad_values(checks + _position_checks(logits, masses, residue_masses, mask) + [
-            ("precursor_mz must be finite and > 0", lambda: bad_values.bad_precursor_mz(precursor_mz.to(dtype))),
-            ("charge must be >= 1", lambda: bad_values.bad_charge(charge)),
+            ("precursor_mz must be finite and > 0", lambda: bad_precursor_mz(precursor_mz.to(dtype))),
+            ("charge must be >= 1", lambda: bad_charge(charge)),
         ])
     return mask, masses
 
@@ -230,7 +241,7 @@ def precursor_mass_loss(
 
     Returns:
         float32 loss (float64 for float64 input), log-scaled ppm; scalar or (B,).
-        NaN for a spectrum with a bad value (:mod:`peptide_losses.bad_values`:
+        NaN for a spectrum with a bad value (:mod:`peptide_losses.checks`:
         a non-finite mass at an unmasked position, precursor_mz not finite or
         <= 0, charge < 1); so is the mean or sum, and the gradient at that
         spectrum's unmasked positions.
@@ -238,9 +249,10 @@ def precursor_mass_loss(
     mask, masses = _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge, check_values)
     options = precursor_options(scale, isotope_errors, reduction)
     if resolve_backend(backend, mask.device) == "triton":
-        from .precursor_op import precursor_mass_loss_fused
+        from .ops.precursor import precursor_mass_loss_fused  # imports Triton: only when it runs
 
-        return precursor_mass_loss_fused(logits, masses, residue_masses, mask, precursor_mz, charge, options)
+        return precursor_mass_loss_fused(_prediction_tensor(logits, residue_masses), masses, mask, precursor_mz,
+                                         charge, options)
     return reference.precursor_mass_loss(
         _residue_masses(logits, masses, residue_masses), mask, precursor_mz, charge, **options.loss_options(),
         reduction=options.reduction,

@@ -9,7 +9,7 @@ from torch import nn
 
 from . import functional
 from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS
-from .validation import check_options
+from .checks import check_options
 from .vocabulary import Vocabulary
 
 

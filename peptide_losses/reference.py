@@ -23,18 +23,15 @@ from typing import Sequence
 
 import torch
 
-from . import bad_values
-from .constants import C13_C12, H2O, ION_OFFSETS, PREFIX_IONS, PROTON
+from . import checks
+# The options' values (DIRECTIONS, ...; ION_TYPES) stay readable here, beside the maths that takes them.
+from .checks import DIRECTIONS, DISTANCES, REDUCTIONS  # noqa: F401
+from .constants import C13_C12, H2O, ION_OFFSETS, ION_TYPES, PREFIX_IONS, PROTON  # noqa: F401
 
 #: ppm distances are relative to max(theoretical m/z, MIN_PPM_REFERENCE_MZ) so
 #: that a degenerate predicted ion (m/z <= 0 from a negative N-terminal mod)
 #: cannot divide by zero.
 MIN_PPM_REFERENCE_MZ = 1.0
-
-ION_TYPES = tuple(ION_OFFSETS)
-DIRECTIONS = ("observed", "theoretical", "both")
-DISTANCES = ("da", "ppm")
-REDUCTIONS = ("mean", "sum", "none")
 
 #: ``distance_scale="auto"``: tau per distance unit. On real spectra (``python -m
 #: benchmarks.training.discrimination``) the true peptide beats its decoys most often for tau
@@ -181,7 +178,7 @@ def _nan_where_bad(
     per_spectrum: torch.Tensor, counted: torch.Tensor, bad: torch.Tensor, residue_masses: torch.Tensor,
     mask: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """NaN loss for spectra with a bad value (:mod:`peptide_losses.bad_values`), counted in the mean.
+    """NaN loss for spectra with a bad value (:mod:`peptide_losses.checks`), counted in the mean.
 
     Their gradient is NaN at every unmasked position (0 at masked ones), whatever
     the maths around the bad value would give: the second term is 0 with zero
@@ -223,7 +220,7 @@ def spectrum_matching_loss(
     Ties go to the lowest ion (peak) index; the gradient of |x| at 0 is 0.
     A spectrum with no valid peak, zero total weight, or fewer than two
     residues contributes 0 and is left out of the mean. A spectrum with a bad
-    value (:mod:`peptide_losses.bad_values`: non-finite mass at an unmasked
+    value (:mod:`peptide_losses.checks`: non-finite mass at an unmasked
     position, m/z not finite or <= 0 or intensity not finite or < 0 at a real
     peak) has a NaN loss, counts in the mean, and a NaN gradient at its
     unmasked positions.
@@ -272,9 +269,9 @@ def spectrum_matching_rows(
     total_weight = weight.sum(-1)
     has_ion = theo_valid.any(-1)
     counted = has_ion & peak_mask.any(-1) & (total_weight > 0)
-    bad = (bad_values.bad_positions(residue_masses.to(dtype), mask)
-           | bad_values.bad_peak_mz(mz.detach().to(dtype), peak_mask)
-           | bad_values.bad_intensity(intensity.detach().to(dtype), peak_mask))
+    bad = (checks.bad_positions(residue_masses.to(dtype), mask)
+           | checks.bad_peak_mz(mz.detach().to(dtype), peak_mask)
+           | checks.bad_intensity(intensity.detach().to(dtype), peak_mask))
 
     if 0 in search.shape[1:]:
         # No peak slot or no ion slot (N = 0 or L = 0): every spectrum is empty, and argmin
@@ -327,11 +324,11 @@ def precursor_ppm(
 
 def bad_precursors(residue_masses: torch.Tensor, mask: torch.Tensor, observed_mz: torch.Tensor,
                    charge: torch.Tensor) -> torch.Tensor:
-    """(B,) True where the precursor loss is NaN (:mod:`peptide_losses.bad_values`): a non-finite
+    """(B,) True where the precursor loss is NaN (:mod:`peptide_losses.checks`): a non-finite
     mass at an unmasked position, precursor m/z not finite or <= 0, or charge < 1."""
     dtype = compute_dtype(residue_masses)
-    return (bad_values.bad_positions(residue_masses.to(dtype), mask)
-            | bad_values.bad_precursor_mz(observed_mz.detach().to(dtype)) | bad_values.bad_charge(charge))
+    return (checks.bad_positions(residue_masses.to(dtype), mask)
+            | checks.bad_precursor_mz(observed_mz.detach().to(dtype)) | checks.bad_charge(charge))
 
 
 def _precursor_ppm(residue_masses, mask, observed_mz, charge, isotope_errors) -> tuple[torch.Tensor, torch.Tensor]:

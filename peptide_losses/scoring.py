@@ -18,9 +18,8 @@ from typing import Sequence
 import torch
 
 from . import reference
-from .backend import resolve_backend
-from .call_options import spectrum_options
-from .validation import check_float, check_same_device, check_shape, real_peaks
+from .checks import check_float, check_same_device, check_shape, real_peaks, resolve_backend
+from .ops import spectrum_options
 from .vocabulary import Vocabulary
 
 
@@ -48,8 +47,7 @@ class ScoreDefaults:
 SCORE_DEFAULTS = ScoreDefaults()
 #: Peaks per tile and warps of the scoring launch: a short peptide's forward alone (no
 #: gradient) per program is latency-bound, and small programs keep more of them in flight.
-#: Fastest of a sweep at B=1024 x K=20, N=150, L=20 on the H200 (0.37 ms, against 0.68 ms
-#: with the training loss's 256 x 4; benchmarks/results/nvidia-h200/decoding/).
+#: The sweep that chose them: benchmarks/NOTES.md, "Launch parameters".
 SCORE_BLOCK_N = 64
 SCORE_NUM_WARPS = 1
 
@@ -146,9 +144,9 @@ def spectrum_scores(
 
         config = cached_config(launch_config, length, None, SCORE_BLOCK_N, SCORE_NUM_WARPS,
                                residue_masses.element_size(), residue_masses.is_contiguous())
-        rows, _ = spectrum_forward(residue_masses, None, mask, mz, intensity, peak_mask, **options.loss_options(),
-                                   need_grad=False, rows_per_spectrum=k, config=config)
-        loss, counted = rows[0], rows[1] != 0
+        out = spectrum_forward(residue_masses, None, mask, mz, intensity, peak_mask, **options.loss_options(),
+                               need_grad=False, rows_per_spectrum=k, config=config)
+        loss, counted = out.losses, out.counted != 0
     else:
         loss, counted = reference.spectrum_matching_rows(
             residue_masses, mask, mz.repeat_interleave(k, 0), intensity.repeat_interleave(k, 0),

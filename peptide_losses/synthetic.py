@@ -79,7 +79,7 @@ def make_batch(
     if ions.shape[1] and n_peaks:
         pick = torch.randint(0, ions.shape[1], (batch, n_peaks), generator=gen)
         # A negative N-terminal modification token (e.g. -17.027) can put b1 below 0: no observed
-        # m/z is <= 0 (the losses give NaN for one, peptide_losses.bad_values).
+        # m/z is <= 0 (the losses give NaN for one, peptide_losses.checks).
         picked = ions.gather(1, pick)
         on_ion = (torch.rand(batch, n_peaks, generator=gen) < peak_fraction_on_ions) & valid.gather(1, pick) & (picked > 1)
         jitter = 0.01 * torch.randn(batch, n_peaks, generator=gen, dtype=torch.float64)

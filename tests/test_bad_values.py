@@ -1,4 +1,4 @@
-"""Bad values (peptide_losses.bad_values) never give a finite loss: NaN on both backends, the same spectra.
+"""Bad values (peptide_losses.checks) never give a finite loss: NaN on both backends, the same spectra.
 
 For every kind of bad value put into one spectrum of a batch, the reference and
 the Triton kernels (the interpreter on the CPU) both give that spectrum, and

@@ -28,7 +28,7 @@ from torch._inductor.utils import run_and_get_code
 
 import peptide_losses as pl
 from helpers import DEVICE, ON_CUDA
-from peptide_losses import precursor_op, spectrum_op
+from peptide_losses.ops import precursor as precursor_op, spectrum as spectrum_op
 from peptide_losses.step_variants import GPU_SIZES, MassLossModel, StepVariant, make_inputs
 from peptide_losses.synthetic import make_batch
 
@@ -65,8 +65,8 @@ def _operator_case(loss: str, entry: str):
     x = (data.logits if entry == "logits" else data.logits[..., 0] * 50 + 100).requires_grad_()
     masses = data.masses if entry == "logits" else None
     if loss == "precursor":
-        return precursor_op.precursor_loss.op, (x, masses, data.mask, data.precursor_mz, data.charge, 100.0, [0, 1])
-    return spectrum_op.spectrum_loss.op, (x, masses, data.mask, data.mz, data.intensity, data.peak_mask, "by",
+        return precursor_op.forward_operator, (x, masses, data.mask, data.precursor_mz, data.charge, 100.0, [0, 1])
+    return spectrum_op.forward_operator, (x, masses, data.mask, data.mz, data.intensity, data.peak_mask, "by",
                                        [1, 2], "both", "ppm", 50.0, 1.5, True)
 
 
@@ -110,7 +110,7 @@ def test_public_functions_trace_into_one_graph(variant, backend, dynamic):
     call, logits = _functional_call(variant, backend)
     compiled = torch.compile(call, fullgraph=True, backend="eager", dynamic=dynamic)
     # Traced, the mean over spectra is torch's; eager, the forward kernel's last program sums the rows
-    # (kernels/reduction.py): the same terms in another order, so equal up to float32 rounding.
+    # (kernels/common.py): the same terms in another order, so equal up to float32 rounding.
     torch.testing.assert_close(compiled(logits), call(logits), rtol=4 * torch.finfo(torch.float32).eps, atol=0)
 
 

@@ -15,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peptide_losses import reference
-from peptide_losses.kernels.common import MAX_SPECTRUM_TILE, row_config, window
+from peptide_losses.kernels.common import MAX_SPECTRUM_TILE, counter, row_config, window
 from peptide_losses.kernels.precursor import precursor_forward
-from peptide_losses.kernels.reduction import counter
 
 
 @given(vocab=st.integers(1, 300), element_size=st.sampled_from((1, 2, 4, 8)), contiguous=st.booleans())
@@ -62,8 +61,8 @@ def test_reduction_in_the_forward_kernel_matches_the_reference(batch, dtype, red
     the count exactly; the rows are those of an unreduced launch, and the counter is back at 0."""
     residue, mask, precursor_mz, charge = _precursor_inputs(batch, dtype, seed)
     options = dict(scale=100.0, isotope_errors=(0,))
-    rows = precursor_forward(residue, None, mask, precursor_mz, charge, **options)
-    out = precursor_forward(residue, None, mask, precursor_mz, charge, **options, reduction=reduction)
+    rows = precursor_forward(residue, None, mask, precursor_mz, charge, **options).rows.view(3, batch)
+    out = precursor_forward(residue, None, mask, precursor_mz, charge, **options, reduction=reduction).rows
     assert torch.equal(out[:3 * batch].view(3, batch), rows)
     expected, expected_denominator = reference.reduce_spectra(rows[0], rows[2], reduction)
     torch.testing.assert_close(out[3 * batch], expected, rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=0)
@@ -77,7 +76,7 @@ def test_reduction_is_nan_with_a_bad_spectrum():
     mask[:] = True
     charge[1029] = 0
     out = precursor_forward(residue, None, mask, precursor_mz, charge, scale=100.0, isotope_errors=(0,),
-                            reduction="mean")
+                            reduction="mean").rows
     assert torch.isnan(out[3 * 1030]) and out[3 * 1030 + 1].item() == 1030
 
 
@@ -86,7 +85,7 @@ def test_reductions_on_concurrent_streams_keep_their_own_counters():
     """Each stream has its counter: the same launches interleaved on two streams give each one's result."""
     inputs = [_precursor_inputs(3000, torch.float32, seed) for seed in (1, 2)]
     options = dict(scale=100.0, isotope_errors=(0,), reduction="mean")
-    expected = [precursor_forward(r, None, m, p, c, **options)[-2:] for r, m, p, c in inputs]
+    expected = [precursor_forward(r, None, m, p, c, **options).rows[-2:] for r, m, p, c in inputs]
     streams = [torch.cuda.Stream() for _ in inputs]
     for stream in streams:
         stream.wait_stream(torch.cuda.current_stream())
@@ -94,7 +93,7 @@ def test_reductions_on_concurrent_streams_keep_their_own_counters():
     for _ in range(20):
         for stream, args, out in zip(streams, inputs, results):
             with torch.cuda.stream(stream):
-                out.append(precursor_forward(*args[:1], None, *args[1:], **options)[-2:])
+                out.append(precursor_forward(*args[:1], None, *args[1:], **options).rows[-2:])
     torch.cuda.synchronize()
     for want, got in zip(expected, results):
         assert all(torch.equal(g, want) for g in got)

@@ -73,6 +73,6 @@ def test_lean_launches_equal_jit_launches_bitwise(reduction, monkeypatch):
 
 
 def _kernels():
-    from peptide_losses.kernels import common, precursor, spectrum
+    from peptide_losses.kernels import backward, precursor, spectrum
 
-    return (spectrum._SPECTRUM_FORWARD, precursor._PRECURSOR_FORWARD, common._MASS_BACKWARD)
+    return (spectrum._SPECTRUM_FORWARD, precursor._PRECURSOR_FORWARD, backward._MASS_BACKWARD)

@@ -41,7 +41,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import peptide_losses
-from peptide_losses import backend, reference
+from peptide_losses import checks, reference
 from peptide_losses.constants import C13_C12, H2O, PROTON
 from peptide_losses.synthetic import make_batch
 
@@ -145,7 +145,7 @@ def exact_spectra(case):
     counted = case.mask.any(-1)
     scale = case.options["scale"]
     slope = scale / (scale + ppm)
-    dloss_dmass = torch.where(counted, slope * 1e6 / (obs * z), 0)
+    grad_mass = torch.where(counted, slope * 1e6 / (obs * z), 0)
     batch = x.shape[0]
     if case.masses is None:
         softmax_noise = torch.zeros_like(ppm)
@@ -156,7 +156,7 @@ def exact_spectra(case):
     return SimpleNamespace(
         ppm=ppm, noise=noise, softmax_noise=softmax_noise, slope=slope, scale=scale, counted=counted,
         compute=compute, ambiguous=counted & ((ppm <= noise) | (gap <= 2 * noise)),
-        unsigned_grad=dloss_dmass.reshape(batch, *(1,) * (x.ndim - 1)) * dmass_dx,
+        unsigned_grad=grad_mass.reshape(batch, *(1,) * (x.ndim - 1)) * dmass_dx,
     )
 
 
@@ -373,12 +373,12 @@ def test_gradcheck_through_the_kernel(entry, reduction):
 def test_triton_backend_on_cpu_without_interpreter_is_an_error(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="TRITON_INTERPRET"):
-        backend.resolve_backend("triton", torch.device("cpu"))
+        checks.resolve_backend("triton", torch.device("cpu"))
     case = make_case(2, 3, 4, torch.float32, seed=0)
     with pytest.raises(ValueError, match="backend='triton'"):
         peptide_losses.precursor_mass_loss(case.x.cpu(), case.precursor_mz.cpu(), case.charge.cpu(),
                                            masses=case.masses.cpu(), backend="triton")
-    assert backend.resolve_backend("auto", torch.device("cpu")) == "reference"
+    assert checks.resolve_backend("auto", torch.device("cpu")) == "reference"
 
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))

@@ -607,7 +607,7 @@ def realistic_near_matches(case: Case, seed: int) -> Case:
     gen = torch.Generator().manual_seed(seed)
     moved = error_model.near_peaks(ions, valid, case.mz, 0.6, gen)
     # An a1 ion after a negative N-terminal modification token sits below 0 m/z; a peak moved next to it
-    # would be a bad value (a NaN loss, peptide_losses.bad_values), not a near match.
+    # would be a bad value (a NaN loss, peptide_losses.checks), not a near match.
     case = without_ambiguous_peaks(replace(case, mz=moved, peak_mask=case.peak_mask & (moved > 0)))
     near = torch.cat([nearest_ions(_rows(case, part)).distance for part in _chunks(case, 2**26)])
     assert (case.peak_mask & (near <= error_model.NEAR)).sum() >= case.peak_mask.sum() / 5

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from peptide_losses import functional, reference
-from peptide_losses.backend import resolve_backend
+from peptide_losses.checks import resolve_backend
 from peptide_losses.synthetic import LossBatch
 
 from .grid import Case
@@ -86,7 +86,7 @@ def triton_loss(case: Case, device: torch.device):
         resolve_backend("triton", device)
     except ValueError as exc:
         raise NotRun(str(exc)) from None
-    module = "spectrum_op" if case.loss == "spectrum" else "precursor_op"
+    module = "ops.spectrum" if case.loss == "spectrum" else "ops.precursor"
     try:
         __import__(f"peptide_losses.{module}")
     except ImportError as exc:

@@ -70,15 +70,15 @@ def kernels_step(case: grid.Case, batch: LossBatch, config: dict) -> Callable[[]
     grad_loss = torch.ones(case.batch, device=batch.logits.device)
     if case.loss == "spectrum":
         def step():
-            _, grad_mass = spectrum_forward(batch.logits, batch.masses, batch.mask, batch.mz, batch.intensity,
-                                            batch.peak_mask, ion_types=case.ion_types, charges=case.charges,
-                                            need_grad=True, config=config, **SPECTRUM_OPTIONS)
-            return spectrum_backward(batch.logits, batch.masses, batch.mask, grad_loss, grad_mass)
+            forward = spectrum_forward(batch.logits, batch.masses, batch.mask, batch.mz, batch.intensity,
+                                       batch.peak_mask, ion_types=case.ion_types, charges=case.charges,
+                                       need_grad=True, config=config, **SPECTRUM_OPTIONS)
+            return spectrum_backward(batch.logits, batch.masses, batch.mask, grad_loss, forward)
     else:
         def step():
-            rows = precursor_forward(batch.logits, batch.masses, batch.mask, batch.precursor_mz, batch.charge,
-                                     scale=100.0, isotope_errors=(0,), config=config)
-            return precursor_backward(batch.logits, batch.masses, batch.mask, grad_loss, rows[1], config=config)
+            forward = precursor_forward(batch.logits, batch.masses, batch.mask, batch.precursor_mz, batch.charge,
+                                        scale=100.0, isotope_errors=(0,), config=config)
+            return precursor_backward(batch.logits, batch.masses, batch.mask, grad_loss, forward, config=config)
     return step
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..checks import BACKENDS
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .config import config_from_dict, load_config, merge_settings, preset_names, with_defaults
 from .summary import expectation, summary_table
@@ -42,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="spectra per step and process")
     p.add_argument("--threads", type=int, dest="cpu_threads", help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, help="seed of the model, the data and the validation splits")
-    p.add_argument("--backend", choices=("auto", "triton", "reference"), help="implementation of the mass losses")
+    p.add_argument("--backend", choices=BACKENDS, help="implementation of the mass losses")
     p.add_argument("--data", help="annotated MGF to train on instead of simulated spectra")
     p.add_argument("--val-data", action="append", default=[], metavar="[NAME=]PATH.mgf",
                    help="annotated MGF to validate on as well (repeatable)")

@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checks import BACKENDS
+
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.json")
 #: Named partial configs shipped with the package (``--preset NAME``), applied over the defaults.
 PRESETS = Path(__file__).with_name("presets")
@@ -281,8 +283,8 @@ class TrainConfig:
             raise ValueError(f"model.kind must be one of {tuple(MODELS)}, got {self.model.kind!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.backend not in ("auto", "triton", "reference"):
-            raise ValueError(f"backend must be 'auto', 'triton' or 'reference', got {self.backend!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         for split in ("train", "easy", "hard"):
             sim = getattr(self.simulation, split)
             if not 2 <= sim.min_length <= sim.max_length <= self.max_length:

@@ -1,8 +1,24 @@
-"""Argument checks shared by the public entry points.
+"""The checks of the losses' arguments and of their values, shared by the public entry points.
 
-Shape, dtype and device checks are free (no device work). Bad values (NaN,
-charge < 1, ...: :mod:`peptide_losses.bad_values`) make a loss NaN with no
-host sync; ``check_values=True`` raises on them instead, naming the argument,
+Argument checks (types, shapes, dtypes, devices, options, the backend) are free
+(no device work) and raise at once, naming the argument.
+
+Value checks: the values a loss cannot use, per spectrum, make its loss NaN, on
+both backends and without a host sync:
+
+- position masses: the mass at an unmasked position is not finite (from logits:
+  NaN or +inf logits, a row of only -inf logits, or a NaN / inf token mass;
+  or a NaN / inf residue mass); a single -inf logit is a zero probability;
+- spectrum loss, at real peaks (``peak_mask``; without one, every peak whose
+  m/z is not 0): m/z not finite or <= 0, intensity not finite or < 0;
+- precursor loss: precursor m/z not finite or <= 0, charge < 1.
+
+Masked positions and padded peaks are never read: they may hold anything.
+Values are judged in the loss's compute dtype (float32, or float64), as the
+kernels read them. The ``bad_*`` functions give the rule as (B,) bool flags,
+True where the spectrum has the bad value; the reference
+(:mod:`peptide_losses.reference`) and the kernels turn it into NaN.
+``check_values=True`` raises on the same rule instead, naming the argument,
 which needs one device-to-host sync: :func:`value_checks_enabled` turns that
 off inside ``torch.compile`` tracing and CUDA-graph capture, where a sync is
 not allowed.
@@ -10,11 +26,18 @@ not allowed.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import Callable, Sequence
 
 import torch
 
-from .reference import DIRECTIONS, DISTANCES, ION_TYPES, REDUCTIONS
+from .constants import ION_TYPES
+
+BACKENDS = ("auto", "triton", "reference")
+DIRECTIONS = ("observed", "theoretical", "both")
+DISTANCES = ("da", "ppm")
+REDUCTIONS = ("mean", "sum", "none")
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -93,7 +116,7 @@ def raise_on_bad_values(checks: Sequence[tuple[str, Callable[[], torch.Tensor]]]
 
     ``checks`` are ``(message, bad)`` pairs where ``bad()`` gives a bool tensor
     that is True somewhere iff the message applies (built lazily, so nothing is
-    computed when value checks are off): (B,) flags of :mod:`peptide_losses.bad_values`.
+    computed when value checks are off): (B,) flags of the ``bad_*`` functions.
     """
     if not checks:
         return
@@ -166,3 +189,77 @@ def check_options(*, reduction: str, **options) -> None:
         _number("scale", options["scale"], lambda x: 0 < x < float("inf"), "a finite number > 0")
     if "isotope_errors" in options:
         _integers("isotope_errors", options["isotope_errors"], 0, distinct=False)
+
+
+
+# ---- values: what makes a spectrum's loss NaN
+
+def _not_positive_finite(t: torch.Tensor) -> torch.Tensor:
+    """NaN, inf or <= 0."""
+    return ~((t > 0) & (t < torch.inf))
+
+
+def bad_positions(position_masses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A non-finite mass (B, L), in Da, at an unmasked position."""
+    return (mask & ~torch.isfinite(position_masses)).any(-1)
+
+
+def bad_peak_mz(mz: torch.Tensor, peak_mask: torch.Tensor) -> torch.Tensor:
+    """A real peak's m/z (B, N), in the compute dtype, is not finite or is <= 0."""
+    return (peak_mask & _not_positive_finite(mz)).any(-1)
+
+
+def bad_intensity(intensity: torch.Tensor, peak_mask: torch.Tensor) -> torch.Tensor:
+    """A real peak's intensity (B, N), in the compute dtype, is not finite or is < 0."""
+    return (peak_mask & ~((intensity >= 0) & (intensity < torch.inf))).any(-1)
+
+
+def bad_precursor_mz(precursor_mz: torch.Tensor) -> torch.Tensor:
+    """The precursor m/z (B,), in the compute dtype, is not finite or is <= 0."""
+    return _not_positive_finite(precursor_mz)
+
+
+def bad_charge(charge: torch.Tensor) -> torch.Tensor:
+    """The integer precursor charge (B,) is < 1."""
+    return charge < 1
+
+
+# ---- the backend
+
+# Looked up once: what is installed does not change while running, and torch.compile
+# then has no import machinery to trace (only torch versions that special-case it can).
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
+def triton_installed() -> bool:
+    return _TRITON_INSTALLED
+
+
+def interpreter_enabled() -> bool:
+    """``TRITON_INTERPRET=1``: Triton kernels run on CPU tensors (slowly)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"triton"`` or ``"reference"`` for tensors on ``device``.
+
+    ``"auto"`` takes the kernels for CUDA tensors, and for CPU tensors when the
+    Triton interpreter is on; otherwise the reference. ``"triton"`` where the
+    kernels cannot run is an error rather than a silent fallback.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "reference":
+        return "reference"
+    if not triton_installed():
+        # setup.py installs triton on Linux only, the one platform it publishes wheels for.
+        reason = "triton is not installed (it has wheels for Linux only: there, pip install 'triton>=3.2')"
+    elif device.type == "cuda" or (device.type == "cpu" and interpreter_enabled()):
+        return "triton"
+    elif device.type == "cpu":
+        reason = "the tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+    else:
+        reason = f"the kernels do not run on {device.type} tensors"
+    if backend == "triton":
+        raise ValueError(f"backend='triton' cannot run here: {reason}; use backend='auto' or 'reference'")
+    return "reference"
