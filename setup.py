@@ -11,7 +11,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     # kernels/ ships inside the package so nothing called plain `kernels` lands in site-packages.
-    packages=["peptide_losses", "peptide_losses.kernels", "peptide_losses.train", "peptide_losses.integrations"],
+    packages=["peptide_losses", "peptide_losses.kernels", "peptide_losses.ops", "peptide_losses.train",
+              "peptide_losses.integrations"],
     package_dir={"peptide_losses": "peptide_losses", "peptide_losses.kernels": "kernels"},
     package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml", "presets/*.json"]},
     # Triton publishes Linux wheels only; elsewhere the reference backend needs nothing but torch.

@@ -1,5 +1,5 @@
 """Launching the kernels: with less host work than ``kernel[grid](...)``, and so that
-``torch.compile`` can see them.
+``torch.compile`` can see them (:func:`operator` registers a launcher as a PyTorch operator).
 
 Triton's ``JITFunction.run`` binds every argument, builds its specialisation
 key, looks the kernel up and checks the kernel's globals on every launch: tens
@@ -35,12 +35,18 @@ from __future__ import annotations
 import inspect
 import os
 from functools import partial
+from typing import Callable
 
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
 _LAUNCH_CALL = ("kernel.run(grid_0, grid_1, grid_2, stream, kernel.function, kernel.packed_metadata, "
                 "launch_metadata,")
+
+
+def interpreter_enabled() -> bool:
+    """``TRITON_INTERPRET=1``: Triton kernels run on CPU tensors (slowly)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _jit_launch_matches() -> bool:
@@ -57,7 +63,7 @@ def _jit_launch_matches() -> bool:
 
 #: Whether launches may bypass the JIT (see the module docstring).
 ENABLED = (os.environ.get("PEPTIDE_LOSSES_LEAN_LAUNCH", "1") != "0"
-           and os.environ.get("TRITON_INTERPRET", "0") != "1" and _jit_launch_matches())
+           and not interpreter_enabled() and _jit_launch_matches())
 if ENABLED:
     from triton import knobs  # where the JIT takes the launch hooks from (profilers add theirs)
 
@@ -119,3 +125,35 @@ class LeanKernel:
         compiled.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream,
                      compiled.function, compiled.packed_metadata, compiled.launch_metadata(grid, stream, *bound),
                      hooks.launch_enter_hook, hooks.launch_exit_hook, *bound)
+
+
+#: The operators are ``peptide_losses::<name>``.
+NAMESPACE = "peptide_losses"
+
+
+def operator_api() -> str:
+    """Which torch API registers the operators: ``"triton_op"`` (torch >= 2.6, compiled kernels:
+    Inductor sees the Triton kernels themselves, :func:`traceable`, and
+    the fake implementation is the launcher run on fake tensors) or ``"custom_op"`` (torch 2.4 / 2.5,
+    or kernels under ``TRITON_INTERPRET=1``, which torch cannot trace into: opaque to the compiler,
+    with the given fake implementation)."""
+    return "triton_op" if hasattr(torch.library, "triton_op") and not interpreter_enabled() else "custom_op"
+
+
+def operator(name: str, fake: Callable):
+    """Decorator: the function as the operator ``peptide_losses::<name>`` of :func:`operator_api`.
+    Its annotations are the schema; ``fake`` gives the outputs' shapes and dtypes from the inputs'."""
+
+    def register(implementation: Callable):
+        if operator_api() == "triton_op":
+            return torch.library.triton_op(f"{NAMESPACE}::{name}", implementation, mutates_args=())
+        op = torch.library.custom_op(f"{NAMESPACE}::{name}", implementation, mutates_args=())
+        op.register_fake(fake)
+        return op
+
+    return register
+
+
+def gradient_fake(x: torch.Tensor, *_) -> torch.Tensor:
+    """Shape of every backward operator's result: x's shape and dtype, contiguous."""
+    return x.new_empty(x.shape)

@@ -27,12 +27,12 @@ not allowed.
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import Callable, Sequence
 
 import torch
 
 from .constants import ION_TYPES
+from .kernels.launch import interpreter_enabled
 
 BACKENDS = ("auto", "triton", "reference")
 DIRECTIONS = ("observed", "theoretical", "both")
@@ -233,11 +233,6 @@ _TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 def triton_installed() -> bool:
     return _TRITON_INSTALLED
-
-
-def interpreter_enabled() -> bool:
-    """``TRITON_INTERPRET=1``: Triton kernels run on CPU tensors (slowly)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

@@ -19,7 +19,7 @@ import torch
 
 from . import reference
 from .checks import check_float, check_same_device, check_shape, real_peaks, resolve_backend
-from .ops import spectrum_options
+from .functional import spectrum_options
 from .vocabulary import Vocabulary
 
 

@@ -7,18 +7,21 @@ over spectra in the same launch. Under torch.compile: the operators
 launcher, the reduction in the reference's torch ops (no host sync either way).
 Forward keeps only per-spectrum numbers for backward (its rows, of which
 backward reads grad_mass and the mean's denominator); backward recomputes the
-softmax from the logits. How the operators are registered: :mod:`peptide_losses.ops`.
+softmax from the logits. How the operators are registered: :mod:`peptide_losses.kernels.launch`.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import torch
 
+from ..kernels.launch import gradient_fake, operator
 from ..kernels.precursor import precursor_backward, precursor_forward, precursor_outputs
 from ..reference import compute_dtype, reduce_spectra
-from . import PrecursorOptions, gradient_fake, operator
+
+if TYPE_CHECKING:
+    from ..functional import PrecursorOptions
 
 
 class PrecursorMassLossFunction(torch.autograd.Function):
@@ -95,7 +98,7 @@ def precursor_mass_loss_fused(x, masses, mask, precursor_mz, charge, options: Pr
         x, masses: logits (B, L, V) with masses (V,) Da, or residue masses (B, L) Da with
             masses None. Gradients flow to ``x`` only.
         mask: (B, L) bool. precursor_mz: (B,) observed m/z. charge: (B,) integer.
-        options: checked options (:func:`peptide_losses.ops.precursor_options`).
+        options: checked options (:func:`peptide_losses.functional.precursor_options`).
 
     Returns:
         Log-scaled ppm, float32 (float64 for float64 input): scalar for

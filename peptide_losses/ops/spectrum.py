@@ -7,18 +7,21 @@ spectra in the same launch. Under torch.compile: the operators
 launcher, the reduction in the reference's torch ops (no host sync either way).
 Forward keeps only d loss_b / d m_l, shape (B, L), for backward, which
 recomputes the softmax from the logits. How the operators are registered:
-:mod:`peptide_losses.ops`.
+:mod:`peptide_losses.kernels.launch`.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import torch
 
+from ..kernels.launch import gradient_fake, operator
 from ..kernels.spectrum import spectrum_backward, spectrum_forward, spectrum_outputs
 from ..reference import compute_dtype, reduce_spectra
-from . import SpectrumOptions, gradient_fake, operator
+
+if TYPE_CHECKING:
+    from ..functional import SpectrumOptions
 
 
 class SpectrumMatchingLossFunction(torch.autograd.Function):
@@ -108,7 +111,7 @@ def spectrum_matching_loss_fused(x, masses, mask, mz, intensity, peak_mask, opti
             masses None. Gradients flow to ``x`` only.
         mask: (B, L) bool. mz: (B, N) observed m/z. intensity: (B, N) >= 0.
         peak_mask: (B, N) bool.
-        options: checked options (:func:`peptide_losses.ops.spectrum_options`).
+        options: checked options (:func:`peptide_losses.functional.spectrum_options`).
 
     Returns:
         Da or ppm, float32 (float64 for float64 input): scalar for ``"mean"`` /
