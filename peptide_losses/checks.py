@@ -191,7 +191,6 @@ def check_options(*, reduction: str, **options) -> None:
         _integers("isotope_errors", options["isotope_errors"], 0, distinct=False)
 
 
-
 # ---- values: what makes a spectrum's loss NaN
 
 def _not_positive_finite(t: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,6 @@ from .checks import (
 from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS, resolve_distance_scale
 from .vocabulary import Vocabulary
 
-
 _CHECKED: dict = {}
 
 
@@ -96,7 +95,7 @@ def spectrum_options(ion_types, charges, direction, distance, distance_scale, in
                      reduction) -> SpectrumOptions:
     """The checked options (TypeError / ValueError naming a bad one)."""
     return _checked(_build_spectrum, (ion_types, charges, direction, distance, distance_scale,
-                                            intensity_power, reduction))
+                                      intensity_power, reduction))
 
 
 class PrecursorOptions(NamedTuple):

@@ -271,12 +271,16 @@ class TrainConfig:
             raise ValueError("balancing.enabled balances loss values; with losses.weighting 'gradient' the "
                              "weights already fix each mass loss's gradient relative to CE's: disable balancing")
         for split in ("train", "easy", "hard"):
-            model = getattr(self.simulation, split).intensities
-            if model not in INTENSITY_MODELS:
-                raise ValueError(f"simulation.{split}.intensities must be one of {INTENSITY_MODELS}, got {model!r}")
-            fraction = getattr(self.simulation, split).predicted_fraction
-            if not 0 <= fraction <= 1:
-                raise ValueError(f"simulation.{split}.predicted_fraction must be in [0, 1], got {fraction}")
+            sim = getattr(self.simulation, split)
+            if sim.intensities not in INTENSITY_MODELS:
+                raise ValueError(f"simulation.{split}.intensities must be one of {INTENSITY_MODELS}, "
+                                 f"got {sim.intensities!r}")
+            if not 0 <= sim.predicted_fraction <= 1:
+                raise ValueError(f"simulation.{split}.predicted_fraction must be in [0, 1], got {sim.predicted_fraction}")
+            if not 2 <= sim.min_length <= sim.max_length <= self.max_length:
+                raise ValueError(
+                    f"simulation.{split}: need 2 <= min_length <= max_length <= max_length of the run ({self.max_length})"
+                )
         from .models import MODELS  # here: the models import this module for ModelConfig
 
         if self.model.kind not in MODELS:
@@ -285,12 +289,6 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        for split in ("train", "easy", "hard"):
-            sim = getattr(self.simulation, split)
-            if not 2 <= sim.min_length <= sim.max_length <= self.max_length:
-                raise ValueError(
-                    f"simulation.{split}: need 2 <= min_length <= max_length <= max_length of the run ({self.max_length})"
-                )
         return self
 
 
