@@ -19,7 +19,7 @@ import yaml
 from casanovo.config import Config
 
 from peptide_losses.integrations.casanovo import main as casanovo_with_mass_losses
-from peptide_losses.paths import real_spectra_path
+from peptide_losses.datasets import CASANOVO_SAMPLE
 
 #: Casanovo settings that shrink the model and run on the CPU; the rest are Casanovo's defaults.
 TINY = dict(
@@ -34,7 +34,7 @@ def run(out: Path, epochs: int, mass_loss_args: list[str]) -> None:
     config = out / "config.yaml"
     defaults = yaml.safe_load(Config._default_config.read_text())  # Casanovo wants every option
     config.write_text(yaml.safe_dump({**defaults, **TINY, "max_epochs": epochs}))
-    spectra = str(real_spectra_path())
+    spectra = str(CASANOVO_SAMPLE)
     casanovo_with_mass_losses(
         [*mass_loss_args, "train", spectra, "-p", spectra, "-c", str(config), "-d", str(out), "-f", "-v", "warning"]
     )

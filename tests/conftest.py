@@ -12,7 +12,7 @@ import importlib  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from peptide_losses.paths import DATA_ENV, real_spectra_path  # noqa: E402
+from peptide_losses.datasets import CASANOVO_SAMPLE  # noqa: E402
 
 # Hypothesis profiles (tests/README.md). Each test states its example count for "ci"
 # through helpers.examples(); "thorough" multiplies it by THOROUGH_FACTOR.
@@ -95,10 +95,5 @@ def instanovo():
 
 @pytest.fixture(scope="session")
 def real_mgf():
-    """Path of the shared real spectra: skipped outside the project's home, an error in CI."""
-    path = real_spectra_path()
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have the shared data: {path} is missing (set {DATA_ENV})")
-        pytest.skip(f"shared data not found at {path} (set {DATA_ENV} to its folder)")
-    return path
+    """Path of the 128 real annotated spectra that ship inside the package."""
+    return CASANOVO_SAMPLE

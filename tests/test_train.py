@@ -90,12 +90,13 @@ def test_short_run_logs_every_metric_and_writes_every_output(tmp_path):
     final_metrics = json.loads((out / "final_metrics.json").read_text())
     # The log ends with the split x decoding table and the expectation, not the list of every metric.
     log_lines = (out / "train.log").read_text().splitlines()
-    # a header, one row per split x decoding (2 x 3), the expectation
-    table = log_lines[-8:]
+    # a header, one row per split x decoding (4 x 3: the simulated splits and, by default, the two
+    # shipped real sets), the expectation
+    table = log_lines[-14:]
     assert "peptide recall" in table[0] and "expected on the CPU" in table[-1]
-    assert sum("spectrum_rerank" in line for line in table) == 2
+    assert sum("spectrum_rerank" in line for line in table) == 4
     assert not any(" = " in line for line in table)
-    for split in ("easy", "hard"):
+    for split in ("easy", "hard", "casanovo-sample", "massivekb-test"):
         assert f"val/{split}/ce" in final_metrics
         for decoding in ("greedy", "precursor_beam", "spectrum_rerank"):
             for metric in ("aa_precision", "aa_recall", "peptide_recall", "token_accuracy", "ppm_error",
@@ -146,8 +147,8 @@ def test_resume_continues_exactly(tmp_path):
     """Killed at step 6 and resumed, a run logs the same losses and ends with the same weights."""
     config = write_config(tmp_path, steps=12, checkpoint_every=3, logging={"every": 1})
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    main(["--config", str(config), "--out", str(whole)])
-    main(["--config", str(config), "--out", str(parts), "--stop-after", "6"])
+    main(["--config", str(config), "--val-data", "none", "--out", str(whole)])
+    main(["--config", str(config), "--val-data", "none", "--out", str(parts), "--stop-after", "6"])
     assert load_checkpoint(parts)["step"] == 6
     main(["--resume", str(parts)])
     a, b = read_records(whole), read_records(parts)
@@ -164,7 +165,7 @@ def test_resume_continues_exactly(tmp_path):
 def test_resume_drops_the_records_the_killed_run_wrote_after_its_checkpoint(tmp_path):
     config = write_config(tmp_path, steps=10, checkpoint_every=5, logging={"every": 1})
     out = tmp_path / "run"
-    main(["--config", str(config), "--out", str(out), "--stop-after", "5"])
+    main(["--config", str(config), "--val-data", "none", "--out", str(out), "--stop-after", "5"])
     # Pretend the killed run had logged two more steps after its last checkpoint.
     with open(out / "metrics.jsonl", "a") as f:
         for step in (6, 7):
@@ -177,7 +178,7 @@ def test_resume_drops_the_records_the_killed_run_wrote_after_its_checkpoint(tmp_
 def test_compact_checkpoint_resumes_and_fits_the_gpu_preset_in_16_mib(tmp_path):
     config = write_config(tmp_path, steps=6, checkpoint_every=3, logging={"every": 1})
     out = tmp_path / "run"
-    main(["--config", str(config), "--out", str(out), "--stop-after", "3"])
+    main(["--config", str(config), "--val-data", "none", "--out", str(out), "--stop-after", "3"])
     full, small = load_checkpoint(out / "last.pt"), load_checkpoint(out / "compact.pt")
     assert small["optimizer"] is None and small["step"] == full["step"] == 3
     for name, tensor in full["model"].items():
@@ -195,7 +196,7 @@ def test_compact_checkpoint_resumes_and_fits_the_gpu_preset_in_16_mib(tmp_path):
 def test_resume_refuses_another_vocabulary_or_model_and_writes_nothing(tmp_path, monkeypatch):
     config = write_config(tmp_path, steps=6, checkpoint_every=3, logging={"every": 1})
     out = tmp_path / "run"
-    main(["--config", str(config), "--out", str(out), "--stop-after", "3"])
+    main(["--config", str(config), "--val-data", "none", "--out", str(out), "--stop-after", "3"])
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "train.log"}
     bigger = load_config(overrides=tiny(steps=6, checkpoint_every=3, model={"dim": 128}))
     with pytest.raises(ValueError, match=r"model\.dim \(checkpoint 64, this run 128\)"):
@@ -293,7 +294,7 @@ def test_runs_under_torchrun_with_two_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "peptide_losses.train", "--config", str(config), "--out", str(out)],
+         "-m", "peptide_losses.train", "--config", str(config), "--val-data", "none", "--out", str(out)],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import torch
 
 from peptide_losses import Vocabulary, spectrum_matching_loss
-from peptide_losses.paths import real_spectra_path
+from peptide_losses.datasets import CASANOVO_SAMPLE
 from peptide_losses.reference import DIRECTIONS, DISTANCES
 from peptide_losses.spectra import read_mgf
 
@@ -176,7 +176,7 @@ def win_rate(
 def load_real_spectra(path: Path | None = None, vocabulary: Vocabulary | None = None):
     """(spectra, peptides as token-index lists) of an annotated MGF, peaks as in the file."""
     vocabulary = vocabulary or Vocabulary.default()
-    spectra = read_mgf(path or real_spectra_path(), vocabulary)
+    spectra = read_mgf(path or CASANOVO_SAMPLE, vocabulary)
     return spectra, [s.tokens for s in spectra]
 
 
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     table = win_rate_table(spectra, peptides, vocabulary, args.decoys, args.seed)
     text = (
         f"# Spectrum matching loss: true peptide vs decoys\n\n"
-        f"{len(spectra)} spectra from `{(args.mgf or real_spectra_path()).name}`, b/y ions at charges 1-2, "
+        f"{len(spectra)} spectra from `{(args.mgf or CASANOVO_SAMPLE).name}`, b/y ions at charges 1-2, "
         f"{args.decoys} decoys per spectrum and kind (seed {args.seed}); win = loss(true) < loss(decoy), "
         f"ties count as losses. ppm taus are the Da taus at m/z 1000.\n\n{table}\n"
     )

@@ -22,7 +22,7 @@ import torch
 
 from peptide_losses import Vocabulary
 from peptide_losses.constants import H2O, PROTON
-from peptide_losses.paths import real_spectra_path
+from peptide_losses.datasets import CASANOVO_SAMPLE
 from peptide_losses.spectra import read_mgf
 from peptide_losses.train.intensities import ms2pip_predictor
 from peptide_losses.train.simulate import cleavage_shape
@@ -52,7 +52,7 @@ def proforma(sequence: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mgf", default=str(real_spectra_path()))
+    p.add_argument("--mgf", default=str(CASANOVO_SAMPLE))
     p.add_argument("--tolerance", type=float, default=0.02, help="peak match tolerance (Da)")
     p.add_argument("--out", default=str(RESULTS_ROOT / "cpu"))
     args = p.parse_args(argv)

@@ -34,7 +34,7 @@ import torch
 
 from peptide_losses import spectrum_matching_loss
 from peptide_losses.decoding import candidate_ppm, rerank
-from peptide_losses.paths import real_spectra_path
+from peptide_losses.datasets import CASANOVO_SAMPLE
 from peptide_losses.scoring import shuffled_decoys, spectrum_scores
 from peptide_losses.spectra import Preprocessing, collate
 from peptide_losses.train.checkpoint import load_checkpoint
@@ -248,7 +248,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model, config, vocabulary, step = load_model(args.checkpoint, device)
     masses_cpu = vocabulary.mass_tensor()
-    real_path = args.real or real_spectra_path()
+    real_path = args.real or CASANOVO_SAMPLE
     sets = {(split, draw): simulated(config, vocabulary, split, args.size, stream + i)
             for draw, stream in DRAWS.items() for i, split in enumerate(SPLITS)}
     sets[("real", "report")] = real(vocabulary, config, real_path)

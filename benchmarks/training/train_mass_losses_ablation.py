@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from peptide_losses.paths import real_spectra_path
+from peptide_losses.datasets import CASANOVO_SAMPLE
 from peptide_losses.train.config import load_config, merge_settings, read_settings
 from peptide_losses.train.trainer import FINAL_METRICS
 
@@ -88,8 +88,8 @@ def launch(arm: str, seed: int, args, out: Path) -> subprocess.Popen:
                "--out", str(out)]
     if args.init_from:
         command += ["--init-from", args.init_from]
-    if real_spectra_path().is_file():
-        command += ["--val-data", f"real={real_spectra_path()}"]
+    if CASANOVO_SAMPLE.is_file():
+        command += ["--val-data", f"real={CASANOVO_SAMPLE}"]
     return subprocess.Popen(command, stdout=open(out / "train.out", "w"), stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
             path = root / f"{arm}-seed{seed}" / FINAL_METRICS
             if path.is_file():
                 results.setdefault(arm, []).append(json.loads(path.read_text()))
-    splits = ["easy", "hard"] + (["real"] if real_spectra_path().is_file() else [])
+    splits = ["easy", "hard"] + (["real"] if CASANOVO_SAMPLE.is_file() else [])
     text = summarise(results, splits)
     print(text)
     (root / "ablation.md").write_text(text + "\n")

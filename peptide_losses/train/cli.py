@@ -6,6 +6,7 @@ Examples::
     python -m peptide_losses.train --preset gpu --out runs/gpu   # one GPU, about 8 minutes
     python -m peptide_losses.train --device cuda --steps 5000 --out runs/gpu
     python -m peptide_losses.train --data spectra.mgf --val-data held_out.mgf
+    python -m peptide_losses.train --val-data none          # simulated validation only
     python -m peptide_losses.train --resume runs/gpu        # continue exactly
     python -m peptide_losses.train --diagnose [--resume runs/gpu]
     python -m peptide_losses.train --print-config > my.json   # edit, then --config my.json
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 from ..checks import BACKENDS
+from ..datasets import REAL_SETS, REPORTED_SETS
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .config import config_from_dict, load_config, merge_settings, preset_names, with_defaults
 from .summary import expectation, summary_table
@@ -46,7 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, help="implementation of the mass losses")
     p.add_argument("--data", help="annotated MGF to train on instead of simulated spectra")
     p.add_argument("--val-data", action="append", default=[], metavar="[NAME=]PATH.mgf",
-                   help="annotated MGF to validate on as well (repeatable)")
+                   help="annotated MGF, or a shipped real set (" + ", ".join(REAL_SETS) + "), to validate on "
+                        "beside the simulated splits (repeatable; default: " + ", ".join(REPORTED_SETS) +
+                        "; 'none': simulated splits only)")
     p.add_argument("--out", help="run folder (default runs/<date-time>, or the resumed run's folder)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="checkpoint file or run folder to continue exactly")
     p.add_argument("--init-from", metavar="CHECKPOINT",
@@ -76,8 +80,12 @@ def _overrides(args) -> dict:
 
 
 def _named_paths(values: list[str]) -> dict[str, str]:
+    if not values:
+        return {name: name for name in REPORTED_SETS}
     named = {}
     for value in values:
+        if value == "none":
+            continue
         name, _, path = value.rpartition("=")
         named[name or Path(path).stem] = path
     return named

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets import REAL_SETS, real_set
 from ..spectra import Preprocessing, Spectrum, SpectrumBatch, collate, read_mgf
 from ..vocabulary import Vocabulary
 from .config import TrainConfig
@@ -39,8 +40,13 @@ class SimulatedTraining:
 
 
 def read_annotated(path: str | Path, vocabulary: Vocabulary, max_length: int) -> list[Spectrum]:
-    """Annotated spectra of an MGF, preprocessed; unannotated or too long ones are left out (logged)."""
-    spectra = read_mgf(path, vocabulary, preprocessing=Preprocessing())
+    """Annotated spectra of an MGF, or of a shipped real set named as in
+    :data:`peptide_losses.datasets.REAL_SETS`, preprocessed; unannotated or too long ones are
+    left out (logged)."""
+    if str(path) in REAL_SETS:
+        spectra = [item.spectrum for item in real_set(str(path), vocabulary, Preprocessing())]
+    else:
+        spectra = read_mgf(path, vocabulary, preprocessing=Preprocessing())
     kept = [s for s in spectra if s.tokens is not None and 2 <= len(s.tokens) <= max_length]
     if len(kept) < len(spectra):
         log.warning("%s: left out %d of %d spectra (no SEQ, or not 2..%d tokens)",
@@ -83,7 +89,7 @@ def validation_sets(config: TrainConfig, vocabulary: Vocabulary, extra: dict[str
                     chunk: int = 128) -> dict[str, list[SpectrumBatch]]:
     """The fixed validation splits as lists of CPU batches: simulated ``easy`` and
     ``hard`` spectra of the validation peptides (drawn on the CPU, so every
-    training device validates on the same spectra), plus each MGF in ``extra``."""
+    training device validates on the same spectra), plus each annotated MGF or shipped real set in ``extra``."""
     sim = config.simulation
     _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins)
     splits: dict[str, list[SpectrumBatch]] = {}
