@@ -1,5 +1,5 @@
 """Casanovo (5.2.1) with the losses: its tokenizer's vocabulary, the acceptance check on the real spectra, training,
-reranking its beam.
+reranking its beam, and the mzTab that ``casanovo sequence`` itself writes (tests/data/).
 
 Runs where casanovo is installed (``pip install -e ".[casanovo]"``); CI installs
 it and fails these tests without it (tests/conftest.py).
@@ -7,6 +7,7 @@ it and fails these tests without it (tests/conftest.py).
 
 import csv
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ from peptide_losses.integrations.candidates import candidate_scores, candidate_t
 from peptide_losses.recommended import RECOMMENDED, Recommendation
 from peptide_losses.spectra import collate, read_mgf
 
+from helpers.casanovo_run import casanovo_mztab
 from helpers.model_targets import check_true_peptides, one_hot
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "casanovo_train.py"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +230,42 @@ def test_rerank_casanovos_beam_by_the_spectrum(real, tokenizer):
     want = [beam_fits.int().argmax().item() if beam_fits.any() else 0 for beam_fits in fits]
     assert 0 < fits[rows.present].sum() < rows.present.sum()
     assert rerank(rows.tokens, model_scores, precursor_ppm=isotope0, tolerance_ppm=tolerance).index.tolist() == want
+
+
+def test_casanovo_sequence_writes_an_mztab_with_top_match_psms_per_spectrum(tmp_path, casanovo):
+    """``casanovo sequence`` itself (tiny random model, offline) on the 8 spectra of tests/data: the mzTab it
+    writes, as tests/data/casanovo-5.2.1_top3.mztab was written (tests/data/README.md)."""
+    from pyteomics.mztab import MzTab
+
+    mgf, top_match = DATA / "casanovo_sample_first8.mgf", 3
+    headers = [dict(line.strip().split("=", 1) for line in block.splitlines() if "=" in line)
+               for block in mgf.read_text().split("END IONS")[:-1]]
+    assert len(headers) == 8
+
+    mztab = casanovo_mztab(tmp_path, mgf, top_match=top_match)
+    table = MzTab(str(mztab))
+    assert table.version == "1.0.0" and table.metadata["software[1]"] == ("Casanovo", "5.2.1")
+    assert table.metadata["ms_run[1]-location"] == mgf.resolve().as_uri()
+    psms = table.spectrum_match_table
+    assert psms["PSM_ID"].tolist() == list(range(1, len(psms) + 1))
+    refs = psms["spectra_ref"].tolist()
+    assert all(re.fullmatch(r"ms_run\[1\]:index=[0-7]", ref) for ref in refs), refs
+    per_spectrum = psms.groupby("spectra_ref", sort=False)
+    counts = {int(ref.rsplit("=", 1)[1]): len(rows) for ref, rows in per_spectrum}
+    assert sorted(counts) == list(range(8)) and all(1 <= n <= top_match for n in counts.values()), counts
+    assert sum(counts.values()) > 8, f"top_match {top_match} should keep several PSMs of some spectrum: {counts}"
+    assert [int(ref.rsplit("=", 1)[1]) for ref in refs] == sorted(int(ref.rsplit("=", 1)[1]) for ref in refs)
+    for ref, rows in per_spectrum:
+        header = headers[int(ref.rsplit("=", 1)[1])]
+        assert (rows["charge"] == int(header["CHARGE"].rstrip("+"))).all()
+        assert rows["exp_mass_to_charge"].tolist() == pytest.approx([float(header["PEPMASS"])] * len(rows), rel=1e-7)
+        scores = rows["search_engine_score[1]"].tolist()
+        assert scores == sorted(scores, reverse=True) and all(0 < score <= 1 for score in scores)
+    # `sequence` is the ProForma peptidoform (opt_ column) without its modifications.
+    proforma = psms["opt_global_cv_MS:1003169_proforma_peptidoform_sequence"]
+    assert psms["sequence"].tolist() == [re.sub(r"\[[^]]*\]-?", "", seq) for seq in proforma]
+    assert all(re.fullmatch(r"[A-Z]+", seq) for seq in psms["sequence"])
+    # The committed fixture has what this run wrote: the same columns, its PSMs the same spectra.
+    fixture = MzTab(str(DATA / "casanovo-5.2.1_top3.mztab")).spectrum_match_table
+    assert fixture.columns.tolist() == psms.columns.tolist()
+    assert set(fixture["spectra_ref"]) == set(refs)
