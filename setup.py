@@ -12,15 +12,22 @@ setup(
     python_requires=">=3.10",
     # kernels/ ships inside the package so nothing called plain `kernels` lands in site-packages.
     packages=["peptide_losses", "peptide_losses.kernels", "peptide_losses.ops", "peptide_losses.train",
-              "peptide_losses.integrations"],
+              "peptide_losses.integrations", "peptide_losses.cli"],
     package_dir={"peptide_losses": "peptide_losses", "peptide_losses.kernels": "kernels"},
-    package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml", "presets/*.json"]},
+    # The real evaluation sets and the checkpoint that `peptide-losses sequence` uses by default.
+    package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml", "presets/*.json"],
+                  "peptide_losses": ["data/*", "checkpoints/*"]},
+    entry_points={"console_scripts": ["peptide-losses = peptide_losses.cli:main"]},
     # Triton publishes Linux wheels only; elsewhere the reference backend needs nothing but torch.
-    install_requires=["torch>=2.4", 'triton>=3.2; platform_system == "Linux"', "numpy", "pyteomics"],
+    # tqdm: the command line's progress bars.
+    install_requires=["torch>=2.4", 'triton>=3.2; platform_system == "Linux"', "numpy", "pyteomics", "tqdm"],
     extras_require={
         # Capped below the next major: even pytest 9.2 changed what approx accepts. The trainer's
         # and the benchmarks' tests need tqdm and matplotlib.
-        "test": ["pytest>=8,<10", "hypothesis>=6,<7", "tqdm", "matplotlib"],
+        # psims: the mzML reader's tests run, never skip.
+        "test": ["pytest>=8,<10", "hypothesis>=6,<7", "tqdm", "matplotlib", "psims"],
+        # pyteomics reads mzML with psims (its controlled vocabulary, offline) and lxml (23 MB together).
+        "mzml": ["psims"],
         "train": ["tqdm", "matplotlib", "tensorboard"],
         # ms2pip 4.1.2 ships the HCD2019 model in its wheel (4.2 downloads models at run time).
         "simulate": ["ms2pip==4.1.2", "tqdm"],

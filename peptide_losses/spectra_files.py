@@ -9,6 +9,7 @@ table onto an MGF's spectra by their ``TITLE``.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
@@ -55,10 +56,11 @@ def _mzml_spectrum(entry: dict, path, number: int) -> Spectrum:
 
 
 def _read_mzml(path: Path) -> list[Indexed]:
-    try:
-        from pyteomics import mzml
-    except ImportError as err:  # pyteomics reads mzML through lxml
-        raise SpectraFileError(f"{path}: reading mzML needs lxml (pip install lxml): {err}") from None
+    # pyteomics reads mzML through psims (the PSI-MS vocabulary) and lxml: the "mzml" extra.
+    if importlib.util.find_spec("psims") is None:
+        raise SpectraFileError(f"{path}: reading mzML needs psims: pip install 'peptide_losses[mzml]'")
+    from pyteomics import mzml
+
     out = []
     try:
         with mzml.read(str(path), use_index=False) as reader:

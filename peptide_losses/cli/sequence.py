@@ -1,0 +1,91 @@
+"""De novo peptides for every spectrum of a file, written as mzTab PSMs.
+
+The model is the checkpoint's (default: the GPU preset's, shipped with the package);
+each spectrum gets up to --top-k PSMs, ranked by the decoding's combined score
+(search_engine_score[1], higher = better; see peptide_losses.sequencing). A spectrum
+none of whose candidates finished within the model's max_length tokens gets no PSM
+and is counted in the closing summary.
+
+    peptide-losses sequence massivekb-test -o psms.mztab
+    peptide-losses sequence my_spectra.mgf -o psms.mztab --top-k 5 --device cuda
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import torch
+
+from .. import __version__
+from ..checks import BACKENDS
+from ..mztab import PSM, write_psms
+from ..sequencing import DECODINGS, DEFAULT_CHECKPOINT, load_sequencer
+from .inputs import SPECTRA_HELP, read_input, spectra_path
+
+HELP = "de novo peptides for every spectrum of a file, as mzTab"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("spectra", metavar="SPECTRA", help=SPECTRA_HELP)
+    p.add_argument("-o", "--output", required=True, metavar="PSMS.mztab", help="the mzTab file to write")
+    p.add_argument("--checkpoint", help=f"a trainer checkpoint (default: the shipped {DEFAULT_CHECKPOINT.name})")
+    p.add_argument("--decoding", choices=DECODINGS, default="default",
+                   help="default: spectrum-guided beam + spectrum rerank; precursor-beam: beam + precursor "
+                        "demotion; greedy: one path (default: %(default)s)")
+    p.add_argument("--beam-size", type=int, metavar="K", help="candidates per spectrum (default: the checkpoint's, 20)")
+    p.add_argument("--top-k", type=int, default=1, metavar="N", help="PSMs written per spectrum (default: 1)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="spectra per batch (default: 64)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="spectrum scorer: the Triton kernel (GPU) or the plain PyTorch reference (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA GPU that torch can use")
+    return device
+
+
+def run(args) -> int:
+    for flag, value in (("--beam-size", args.beam_size), ("--top-k", args.top_k), ("--batch-size", args.batch_size),
+                        ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    sequencer = dataclasses.replace(load_sequencer(args.checkpoint, _device(args.device)), backend=args.backend)
+    spectra = read_input(args.spectra, sequencer.vocabulary)
+    from tqdm import tqdm
+
+    psms, missing = [], 0
+    with tqdm(total=len(spectra), unit="spectrum", disable=args.no_progress, file=sys.stderr) as bar:
+        for start in range(0, len(spectra), args.batch_size):
+            chunk = spectra[start:start + args.batch_size]
+            ranked = sequencer.sequence([item.spectrum for item in chunk], args.decoding, args.beam_size, args.top_k)
+            for (ref, spectrum), candidates in zip(chunk, ranked):
+                missing += not candidates
+                psms += [PSM(sequencer.vocabulary.decode(c.tokens), c.tokens, ref, rank, spectrum.charge,
+                             spectrum.precursor_mz, sequencer.vocabulary.precursor_mz(c.tokens, spectrum.charge),
+                             c.score, c.log_prob, c.ppm, c.spectrum_score)
+                         for rank, c in enumerate(candidates, start=1)]
+            bar.update(len(chunk))
+    settings = (f"decoding={args.decoding} beam_size={args.beam_size or sequencer.config.decoding.beam_size} "
+                f"top_k={args.top_k} checkpoint={args.checkpoint or DEFAULT_CHECKPOINT.name}")
+    written = write_psms(args.output, psms, sequencer.vocabulary, spectra_file=spectra_path(args.spectra),
+                         software=f"peptide_losses {__version__}",
+                         description=f"peptide-losses sequence {args.spectra}: {settings}")
+    seconds = time.perf_counter() - started
+    print(f"peptide-losses sequence: {len(spectra)} spectra in {seconds:.1f} s "
+          f"({1000 * seconds / len(spectra):.1f} s per 1,000); {len(spectra) - missing} with a PSM, {missing} without "
+          f"(no candidate finished within {sequencer.max_length} tokens and could be scored); {written} PSMs -> {args.output}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,178 @@
+"""De novo peptides for spectra from a trained checkpoint: the model, its decoding, ranked PSMs.
+
+:func:`load_sequencer` reads a checkpoint written by the trainer (``last.pt`` or the
+bf16 ``compact.pt``; the default is the GPU preset's, shipped in
+``peptide_losses/checkpoints/``). :meth:`Sequencer.sequence` decodes batches of
+spectra with one of :data:`DECODINGS` and returns, per spectrum, its candidates
+ranked by the decoding's combined score (:func:`peptide_losses.decoding.rerank`),
+higher = better:
+
+- ``default``: the trainer's validation decoding, a spectrum-guided beam reranked by
+  ``mean log-probability - 1[ppm > tolerance] - spectrum_weight * spectrum score``;
+- ``precursor-beam``: an unguided beam, ranked by ``mean log-probability - 1[ppm > tolerance]``;
+- ``greedy``: the most probable token at each step (a beam of one), scored by its mean
+  log-probability.
+
+A candidate that did not finish within the model's ``max_length`` tokens is no peptide
+and is never returned; a spectrum left with none has no PSM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import torch
+
+from .decoding import Candidates, candidate_ppm, rerank
+from .scoring import spectrum_scores
+from .spectra import Spectrum, SpectrumBatch, collate
+from .vocabulary import Vocabulary
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().with_name("checkpoints") / "gpu_preset.pt"
+DECODINGS = ("default", "precursor-beam", "greedy")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable peptide_losses checkpoint; the message names it."""
+
+
+class Candidate(NamedTuple):
+    """One ranked candidate of a spectrum.
+
+    Attributes:
+        tokens: the peptide's token indices, N->C. score: the decoding's combined score
+        (higher = better). log_prob: mean log-probability per token (the stop token
+        counted). ppm: precursor error in ppm, the smallest over the isotope errors.
+        spectrum_score: :func:`peptide_losses.spectrum_scores` (Da, lower = better).
+    """
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+    ppm: float
+    spectrum_score: float
+
+
+class Scores(NamedTuple):
+    """(B, K) per candidate: the decoding's ``combined`` score (-inf for an unfinished candidate),
+    the mean ``log_prob``, the precursor ``ppm`` and the ``spectrum`` score (Da)."""
+
+    combined: torch.Tensor
+    log_prob: torch.Tensor
+    ppm: torch.Tensor
+    spectrum: torch.Tensor
+
+
+@dataclasses.dataclass
+class Sequencer:
+    """A trained model with its vocabulary and decoding settings, on ``device``."""
+
+    model: torch.nn.Module
+    config: object  # peptide_losses.train.config.TrainConfig
+    vocabulary: Vocabulary
+    device: torch.device
+    backend: str = "auto"  # of the spectrum scores (peptide_losses.checks.BACKENDS)
+
+    @property
+    def max_length(self) -> int:
+        return self.config.max_length
+
+    def batch(self, spectra: Sequence[Spectrum]) -> SpectrumBatch:
+        # The annotation plays no part in decoding: a too-long SEQ= must not stop a spectrum.
+        spectra = [dataclasses.replace(s, tokens=None) for s in spectra]
+        return collate(spectra, self.vocabulary, max_length=self.max_length).to(self.device)
+
+    @torch.no_grad()
+    def candidates(self, batch: SpectrumBatch, decoding: str, beam_size: int | None) -> tuple[Candidates, Scores]:
+        """The decoding's candidates (B, K, L) and their :class:`Scores` (B, K)."""
+        from .train.decoding import beam_candidates
+
+        settings = self.config.decoding
+        k = settings.beam_size if beam_size is None else beam_size
+        if decoding == "greedy":
+            k = 1
+        guide = settings.guide_weight if decoding == "default" else None
+        found = beam_candidates(self.model, batch, k, guide)
+        masses = self.vocabulary.mass_tensor(device=self.device)
+        ppm = candidate_ppm(found.tokens, masses, batch.precursor_mz, batch.charge,
+                            self.config.losses.precursor.isotope_errors)
+        kwargs = {}
+        if decoding != "greedy":
+            kwargs["precursor_ppm"], kwargs["tolerance_ppm"] = ppm, settings.precursor_tolerance_ppm
+        scores = spectrum_scores(found.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
+                                 backend=self.backend, **vars(settings.spectrum))
+        if decoding == "default":
+            kwargs["spectrum_scores"], kwargs["weight"] = scores, settings.spectrum_weight
+        combined = rerank(found.tokens, found.mean_log_prob(), **kwargs).combined
+        # An unfinished candidate is a truncated peptide, not a peptide.
+        combined = torch.where(found.finished, combined, -torch.inf)
+        return found, Scores(combined, found.mean_log_prob(), ppm, scores)
+
+    def sequence(self, spectra: Sequence[Spectrum], decoding: str = "default", beam_size: int | None = None,
+                 top_k: int = 1) -> list[list[Candidate]]:
+        """Up to ``top_k`` candidates per spectrum, best first (an empty list: none finished)."""
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+        if top_k < 1 or (beam_size is not None and beam_size < 1):
+            raise ValueError(f"top_k and beam_size must be >= 1, got {top_k} and {beam_size}")
+        found, values = self.candidates(self.batch(spectra), decoding, beam_size)
+        combined, log_prob, ppm, scores = (v.float().cpu() for v in values)
+        tokens = found.tokens.cpu()
+        out = []
+        for b in range(len(spectra)):
+            order = [k for k in torch.argsort(combined[b], descending=True, stable=True).tolist()
+                     if torch.isfinite(combined[b, k])]
+            out.append([Candidate([t for t in tokens[b, k].tolist() if t], float(combined[b, k]),
+                                  float(log_prob[b, k]), float(ppm[b, k]), float(scores[b, k]))
+                        for k in _distinct(tokens[b], order)[:top_k]])
+        return out
+
+
+def _distinct(rows: torch.Tensor, order: Iterable[int]) -> list[int]:
+    """``order`` without a row equal to an earlier one (a beam can hold one peptide twice only as
+    padding variants, but a user asking for the top 5 wants 5 peptides)."""
+    seen, kept = set(), []
+    for k in order:
+        key = tuple(t for t in rows[k].tolist() if t)
+        if key not in seen:
+            seen.add(key)
+            kept.append(k)
+    return kept
+
+
+def load_sequencer(path: str | Path | None = None, device: str | torch.device = "cpu") -> Sequencer:
+    """The model of a trainer checkpoint (default :data:`DEFAULT_CHECKPOINT`) in eval mode on ``device``
+    (float32 weights; a bf16 ``compact.pt`` is widened). CheckpointError naming the file if it is not one
+    the trainer wrote or its weights do not fit its model and vocabulary."""
+    from .train.checkpoint import load_checkpoint, vocabulary_from_record
+    from .train.config import config_from_dict, with_defaults
+    from .train.trainer import build
+
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    device = torch.device(device)
+    try:
+        state = load_checkpoint(path, map_location="cpu")
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch.load raises many kinds for a file that is not a checkpoint
+        raise CheckpointError(f"{path}: not a checkpoint torch can load: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict) or not {"model", "config", "vocabulary"} <= state.keys():
+        raise CheckpointError(f"{path}: not a peptide_losses checkpoint (it needs model, config and vocabulary)")
+    try:
+        vocabulary = vocabulary_from_record(state["vocabulary"])
+        config = config_from_dict(with_defaults(state["config"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    # CPU bf16 autocast only slows decoding; the weights are widened to float32 below either way.
+    config = dataclasses.replace(config, precision="fp32")
+    model, _ = build(config, vocabulary, device)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: its weights do not fit its model and vocabulary "
+                              f"({len(vocabulary)} tokens, fingerprint {vocabulary.fingerprint}): "
+                              f"{str(err).splitlines()[0]}") from None
+    model.eval()
+    return Sequencer(model, config, vocabulary, device)
