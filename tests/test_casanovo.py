@@ -232,17 +232,24 @@ def test_rerank_casanovos_beam_by_the_spectrum(real, tokenizer):
     assert rerank(rows.tokens, model_scores, precursor_ppm=isotope0, tolerance_ppm=tolerance).index.tolist() == want
 
 
-def test_casanovo_sequence_writes_an_mztab_with_top_match_psms_per_spectrum(tmp_path, casanovo):
-    """``casanovo sequence`` itself (tiny random model, offline) on the 8 spectra of tests/data: the mzTab it
-    writes, as tests/data/casanovo-5.2.1_top3.mztab was written (tests/data/README.md)."""
+FIRST8 = DATA / "casanovo_sample_first8.mgf"
+TOP_MATCH = 3
+
+
+@pytest.fixture(scope="module")
+def casanovo_written(tmp_path_factory, casanovo):
+    """The mzTab ``casanovo sequence`` itself writes (tiny random model, offline) for the 8 spectra of
+    tests/data, as tests/data/casanovo-5.2.1_top3.mztab was written (tests/data/README.md)."""
+    return casanovo_mztab(tmp_path_factory.mktemp("casanovo"), FIRST8, top_match=TOP_MATCH)
+
+
+def test_casanovo_sequence_writes_an_mztab_with_top_match_psms_per_spectrum(casanovo_written):
     from pyteomics.mztab import MzTab
 
-    mgf, top_match = DATA / "casanovo_sample_first8.mgf", 3
+    mgf, top_match, mztab = FIRST8, TOP_MATCH, casanovo_written
     headers = [dict(line.strip().split("=", 1) for line in block.splitlines() if "=" in line)
                for block in mgf.read_text().split("END IONS")[:-1]]
     assert len(headers) == 8
-
-    mztab = casanovo_mztab(tmp_path, mgf, top_match=top_match)
     table = MzTab(str(mztab))
     assert table.version == "1.0.0" and table.metadata["software[1]"] == ("Casanovo", "5.2.1")
     assert table.metadata["ms_run[1]-location"] == mgf.resolve().as_uri()
@@ -269,3 +276,29 @@ def test_casanovo_sequence_writes_an_mztab_with_top_match_psms_per_spectrum(tmp_
     fixture = MzTab(str(DATA / "casanovo-5.2.1_top3.mztab")).spectrum_match_table
     assert fixture.columns.tolist() == psms.columns.tolist()
     assert set(fixture["spectra_ref"]) == set(refs)
+
+
+def test_rescore_reranks_casanovos_own_mztab(casanovo_written, tmp_path):
+    """`peptide-losses rescore` on the file Casanovo just wrote: at weight 0 every line comes back as
+    Casanovo wrote it; at the default weight each spectrum keeps its own PSM rows, best first by the
+    documented score, the tool's minus 100 x (spectrum score + 0.01 off the precursor)."""
+    from pyteomics.mztab import MzTab
+
+    from peptide_losses.cli import main
+
+    same, rescored = tmp_path / "same.mztab", tmp_path / "rescored.mztab"
+    assert main(["rescore", str(casanovo_written), str(FIRST8), "-o", str(same), "--weight", "0",
+                 "--backend", "reference"]) == 0
+    for old, new in zip(casanovo_written.read_text().splitlines(), same.read_text().splitlines(), strict=True):
+        assert new.split("\t")[:len(old.split("\t"))] == old.split("\t")
+    assert main(["rescore", str(casanovo_written), str(FIRST8), "-o", str(rescored), "--backend", "reference"]) == 0
+    before = MzTab(str(casanovo_written)).spectrum_match_table
+    after = MzTab(str(rescored)).spectrum_match_table
+    assert before["spectra_ref"].tolist() == after["spectra_ref"].tolist()
+    for ref, rows in after.groupby("spectra_ref", sort=False):
+        assert sorted(rows["PSM_ID"]) == sorted(before[before["spectra_ref"] == ref]["PSM_ID"])
+        scores = rows["search_engine_score[1]"].tolist()
+        assert scores == sorted(scores, reverse=True)
+        penalty = 0.01 * (rows["opt_global_precursor_ppm"].abs() > 20)
+        expected = rows["opt_global_original_score"] - 100 * (rows["opt_global_spectrum_score"] + penalty)
+        assert scores == pytest.approx(expected.tolist(), rel=1e-6)  # float32 spectrum scores

@@ -3,8 +3,9 @@
 Here: the device, hypothesis example counts, the GPU-only mark, an edit of one
 element of an argument. Beside it: ``vocabulary`` (the default tokens' masses from
 pyteomics, peptide strategies), ``model_targets`` (teacher-forcing targets of
-Casanovo and InstaNovo) and ``spectrum_error_model`` (the float32 error bounds of
-the spectrum loss).
+Casanovo and InstaNovo), ``spectrum_error_model`` (the float32 error bounds of
+the spectrum loss), ``casanovo_run`` (an mzTab written by ``casanovo sequence`` itself)
+and ``mzml`` (a minimal mzML writer for the reader's tests).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""What a user's `peptide-losses sequence` run gives on the shipped real sets, and how fast."""
