@@ -1,10 +1,44 @@
-"""The checks of the losses' arguments and of their values, shared by the public entry points.
+"""The error model of the public API, and the checks that apply it.
 
-Argument checks (types, shapes, dtypes, devices, options, the backend) are free
-(no device work) and raise at once, naming the argument.
+Every public entry point follows these rules: the losses and
+:func:`~peptide_losses.spectrum_scores`, the decoding functions
+(:mod:`peptide_losses.decoding`), the candidate adapters
+(:mod:`peptide_losses.integrations.candidates`), :class:`~peptide_losses.Vocabulary`,
+the modules, and the spectra code (``read_mgf``, ``collate``, ``Preprocessing``).
 
-Value checks: the values a loss cannot use, per spectrum, make its loss NaN, on
-both backends and without a host sync:
+1. **Arguments.** A wrong type, shape, dtype, device or option is an error at
+   the call (a module, a ``Preprocessing``: at construction), before any
+   device work. TypeError for a wrong type, ValueError for a wrong value; the
+   message names the argument, what it must be and what it got. An option
+   that is a number must be one (NaN is never an option); a flag must be a
+   bool (``"no"`` is not False); a count must be an integer. m/z and mass
+   tensors must be float32 or float64: half precision rounds 1000 m/z to 0.5
+   (fp16) and a 130 Da residue by up to 0.06 Da, far coarser than any
+   tolerance.
+2. **Values.** A bad value in one spectrum or one candidate does not raise:
+   it makes that row's result NaN, with no host sync, and leaves the other
+   rows alone. Bad values: NaN or inf where a number is meant, an m/z <= 0, a
+   negative intensity, a charge < 1 (the losses' list is below); a token
+   outside the vocabulary, or a residue after the end of a candidate's
+   peptide (:func:`bad_candidate_positions`); a model whose next-token
+   log-probabilities are NaN (``beam_search``). The losses' ``check_values=True``
+   raises instead, naming the argument.
+3. **Choices.** A choice among candidates (``rerank``) ranks a NaN or
+   infinite combined score below every finite one and never picks it; a
+   spectrum with no finite candidate is reported as such (:func:`choose`:
+   index -1), never as index 0.
+4. **Files.** A file that holds no spectrum or cannot be decoded is an error
+   naming the file (and the line and byte); a malformed spectrum is an error
+   naming the file, the spectrum (0-based index and TITLE), the field and its
+   line. Duplicated or contradictory fields are errors: no value silently wins.
+   Spectra are left out only on request, and counted in a warning.
+5. **Vocabularies.** Indices are only read with the vocabulary that wrote
+   them: logits of another width, a model's token names in another order
+   (``Vocabulary.check_tokens``) and spectra tokenised with another
+   vocabulary than their batch's (``collate``) are errors.
+
+The losses' value rule in detail: the values a loss cannot use, per spectrum,
+make its loss NaN, on both backends and without a host sync:
 
 - position masses: the mass at an unmasked position is not finite (from logits:
   NaN or +inf logits, a row of only -inf logits, or a NaN / inf token mass;
@@ -27,7 +61,8 @@ not allowed.
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable, Sequence
+import math
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -43,7 +78,9 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def value_checks_enabled(requested: bool) -> bool:
-    """Whether data-dependent checks may run now (no tracing, no graph capture)."""
+    """Whether data-dependent checks may run now (no tracing, no graph capture); ``requested`` is
+    the ``check_values`` flag of a loss."""
+    check_flag("check_values", requested)
     if not requested:
         return False
     compiler = getattr(torch, "compiler", None)
@@ -52,21 +89,29 @@ def value_checks_enabled(requested: bool) -> bool:
     return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
-def check_float(name: str, t: torch.Tensor, ndim: int, *, mz: bool = False) -> None:
+def check_float(name: str, t: torch.Tensor, ndim: int, *, precise: bool = False) -> None:
     """``t`` is a floating tensor of rank ``ndim``.
 
-    ``mz=True``: an m/z tensor, which must be float32 or float64, because half
-    precision rounds m/z 1000 to the nearest 0.5 (fp16) or 4 (bf16), far
-    coarser than any fragment tolerance.
+    ``precise=True``: m/z or masses in Da, which must be float32 or float64,
+    because half precision rounds m/z 1000 to the nearest 0.5 (fp16) or 4
+    (bf16), and a 130 Da residue by up to 0.06 Da (fp16), far coarser than
+    any tolerance.
     """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be a floating tensor (fp16/bf16/fp32/fp64), got {t.dtype}")
-    if mz and t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must be float32 or float64 (half precision loses m/z resolution), got {t.dtype}")
+    if precise and t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64 (half precision loses m/z and mass resolution), "
+                        f"got {t.dtype}")
     if t.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}")
+
+
+def check_integer_tensor(name: str, t, what: str) -> None:
+    """``t`` is an integer tensor (not bool); ``what`` names its shape for the message."""
+    if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer torch.Tensor {what}, got {getattr(t, 'dtype', type(t).__name__)}")
 
 
 def check_shape(name: str, t: torch.Tensor, shape: Sequence[int], what: str) -> None:
@@ -126,14 +171,42 @@ def raise_on_bad_values(checks: Sequence[tuple[str, Callable[[], torch.Tensor]]]
         raise ValueError(checks[first][0])
 
 
-def _number(name: str, value, ok: Callable[[float], bool], expected: str) -> None:
-    """``value`` is a number passing ``ok``; TypeError / ValueError naming ``name`` otherwise."""
+def check_number(name: str, value, ok: Callable[[float], bool], expected: str) -> float:
+    """``value`` is a real number passing ``ok``; TypeError / ValueError naming ``name`` otherwise.
+
+    Returns it as a float. A string is not a number here, though ``float("1")`` would read it.
+    """
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
+        number = float(value) if not isinstance(value, (str, bytes)) else None
+    except (TypeError, ValueError, OverflowError, RuntimeError):  # RuntimeError: a tensor of many elements
+        number = None
+    if number is None:
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
     if not ok(number):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return number
+
+
+def check_integer(name: str, value, minimum: int | None = None) -> int:
+    """``value`` is an integer (an integral float such as 2.0 passes) >= ``minimum``; returns it as an int."""
+    expected = "an integer" + ("" if minimum is None else f" >= {minimum}")
+    number = check_number(name, value, lambda x: math.isfinite(x) and x == int(x), expected)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(number)
+
+
+def check_sequence(name: str, value, expected: str) -> list:
+    """``value`` is an iterable other than a string (a list, a tuple, a generator); returns it as a list."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    return list(value)
+
+
+def check_flag(name: str, value) -> None:
+    """``value`` is True or False: any other object would be read by its truth, ``"no"`` as True."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def _integers(name: str, values, minimum: int, distinct: bool) -> None:
@@ -179,14 +252,15 @@ def check_options(*, reduction: str, **options) -> None:
     if "distance" in options and options["distance"] not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, got {options['distance']!r}")
     if options.get("distance_scale") not in (None, "auto"):
-        _number("distance_scale", options["distance_scale"], lambda x: 0 < x < float("inf"),
+        check_number("distance_scale", options["distance_scale"], lambda x: 0 < x < float("inf"),
                 '"auto", None or a finite number > 0')
     if "intensity_power" in options:
-        _number("intensity_power", options["intensity_power"], lambda x: 0 <= x < float("inf"), "a finite number >= 0")
+        check_number("intensity_power", options["intensity_power"], lambda x: 0 <= x < float("inf"),
+                     "a finite number >= 0")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if "scale" in options:
-        _number("scale", options["scale"], lambda x: 0 < x < float("inf"), "a finite number > 0")
+        check_number("scale", options["scale"], lambda x: 0 < x < float("inf"), "a finite number > 0")
     if "isotope_errors" in options:
         _integers("isotope_errors", options["isotope_errors"], 0, distinct=False)
 
@@ -223,6 +297,30 @@ def bad_charge(charge: torch.Tensor) -> torch.Tensor:
     return charge < 1
 
 
+# ---- candidates and choices (decoding)
+
+def bad_candidate_positions(position: torch.Tensor) -> torch.Tensor:
+    """(..., L) True at a position of a candidate's token row that comes after the peptide's end.
+
+    ``position``: (..., L) bool, True where the token is a residue (or a token
+    outside the vocabulary): not padding, not a zero-mass special token. A row
+    is its peptide N->C, then only padding or special tokens (a stop token);
+    a residue after them is a gap in the peptide, a bad value.
+    """
+    return position & ((~position).cumsum(-1) > 0)
+
+
+def choose(scores: torch.Tensor) -> torch.Tensor:
+    """(B,) int64 index of the best finite score of each row of ``scores`` (B, K >= 1), -1 where none is finite.
+
+    ``argmax`` alone takes NaN for the largest value; here NaN and +-inf rank below every
+    finite score and are never chosen. Ties go to the lowest index. No host sync.
+    """
+    finite = torch.isfinite(scores)
+    best = torch.where(finite, scores, -torch.inf).argmax(1)
+    return torch.where(finite.any(1), best, -1)
+
+
 # ---- the backend
 
 # Looked up once: what is installed does not change while running, and torch.compile
@@ -234,6 +332,12 @@ def triton_installed() -> bool:
     return _TRITON_INSTALLED
 
 
+def check_backend(backend: str) -> None:
+    """``backend`` is one of :data:`BACKENDS` (whether it can run is known only with the tensors)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
     """``"triton"`` or ``"reference"`` for tensors on ``device``.
 
@@ -241,8 +345,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     Triton interpreter is on; otherwise the reference. ``"triton"`` where the
     kernels cannot run is an error rather than a silent fallback.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_backend(backend)
     if backend == "reference":
         return "reference"
     if not triton_installed():

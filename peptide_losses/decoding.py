@@ -17,17 +17,24 @@ beams) can be reranked once its candidates are token rows
 (:func:`peptide_losses.integrations.candidates.candidate_tokens`).
 
 Token rows are N->C with padding (token 0) after the peptide; padding doubles
-as the stop token.
+as the stop token. Bad values follow the error model of
+:mod:`peptide_losses.checks`: a bad candidate's score is NaN, and a NaN is
+never chosen.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple, Sequence
 
 import torch
 
 from . import reference
+from .checks import (check_float, check_integer, check_integer_tensor, check_number, check_same_device, check_shape,
+                     choose)
 from .constants import PROTON
+from .functional import precursor_options
+from .scoring import candidate_masses, checked_masses, checked_tokens
 from .vocabulary import Vocabulary
 
 
@@ -37,8 +44,10 @@ class Candidates(NamedTuple):
     Attributes:
         tokens: (B, K, L) int64 token rows, N->C, 0 after the peptide.
         log_prob: (B, K) float32 summed log-probability of each row's tokens,
-            its stop token included (-inf for a beam that never came alive).
-        finished: (B, K) bool, True where the candidate stopped within L.
+            its stop token included (-inf for a beam that never came alive;
+            NaN for every candidate of a spectrum whose model output was bad).
+        finished: (B, K) bool, True where the candidate stopped within L
+            (False where ``log_prob`` is NaN).
     """
 
     tokens: torch.Tensor
@@ -53,7 +62,8 @@ class Candidates(NamedTuple):
 
 class Choice(NamedTuple):
     """The chosen candidate per spectrum: ``tokens`` (B, L), its ``index`` (B,) in the beam and the
-    ``combined`` (B, K) scores it was the argmax of."""
+    ``combined`` (B, K) scores it was the argmax of, over their finite entries. A spectrum with no
+    finite combined score has ``index`` -1 and a ``tokens`` row of padding (0)."""
 
     tokens: torch.Tensor
     index: torch.Tensor
@@ -84,31 +94,42 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
     Returns:
         :class:`Candidates`, ranked within each spectrum by summed log-probability
         (not by :meth:`~Candidates.mean_log_prob`: :func:`rerank` decides).
+        A spectrum for which the model gave a bad value at any step, to a beam
+        still running (NaN log-probabilities: NaN or +inf logits, or a row of
+        only -inf; or a NaN guide bonus), is a bad row (:mod:`peptide_losses.checks`):
+        its K candidates get ``log_prob`` NaN and ``finished`` False, whatever
+        their tokens, so :func:`rerank` chooses none of them.
     """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    count, k = batch_size, beam_size
-    tokens = torch.zeros(count * k, max_length, dtype=torch.long, device=device)
+    count = check_integer("batch_size", batch_size, 1)
+    length = check_integer("max_length", max_length, 0)
+    k = check_integer("beam_size", beam_size, 1)
+    tokens = torch.zeros(count * k, length, dtype=torch.long, device=device)
     # One live beam to start with: the others would only repeat it.
     scores = torch.full((count, k), -torch.inf, device=device)
     scores[:, 0] = 0.0
     bonus = torch.zeros(count, k, device=device)
     stopped = torch.zeros(count, k, dtype=torch.bool, device=device)
-    stay = None
-    for t in range(max_length):
-        logp = torch.log_softmax(next_log_probs(tokens[:, :t]).float(), -1).view(count, k, -1)
-        if stay is None:
+    bad = torch.zeros(count, dtype=torch.bool, device=device)
+    vocab = None
+    for t in range(length):
+        logp = _step_output("next_log_probs", next_log_probs(tokens[:, :t]), count * k, vocab)
+        if vocab is None:
+            vocab = logp.shape[-1]
             # A stopped beam can only go on with padding, at no cost.
-            stay = torch.full_like(logp[0, 0], -torch.inf)
+            stay = torch.full_like(logp[0], -torch.inf)
             stay[0] = 0.0
-        logp = torch.where(stopped[..., None], stay, logp)
-        vocab = logp.shape[-1]
+        logp = torch.where(stopped[..., None], stay, torch.log_softmax(logp, -1).view(count, k, vocab))
         step_bonus = 0.0
         if guide is not None:
-            step_bonus = torch.where(stopped[..., None], 0.0, guide(tokens[:, :t]).float().view(count, k, vocab))
+            step = _step_output("guide", guide(tokens[:, :t]), count * k, vocab).view(count, k, vocab)
+            step_bonus = torch.where(stopped[..., None], 0.0, step)
         path_logp = (scores[..., None] + logp).view(count, -1)
         path_bonus = (bonus[..., None] + step_bonus).expand(count, k, vocab).reshape(count, -1)
-        index = (path_logp + path_bonus).topk(k, dim=1).indices
+        ranked = path_logp + path_bonus
+        # NaN would rank first in topk: it marks its spectrum bad and ranks last.
+        nan = ranked.isnan()
+        bad |= nan.any(1)
+        index = torch.where(nan, -torch.inf, ranked).topk(k, dim=1).indices
         scores, bonus = path_logp.gather(1, index), path_bonus.gather(1, index)
         beam, token = index // vocab, index % vocab
         rows = (beam + torch.arange(count, device=device)[:, None] * k).view(-1)
@@ -117,9 +138,20 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
         if reorder is not None:
             reorder(rows)
         stopped = stopped.gather(1, beam) | (token == 0)
-        if bool(stopped.all()):
+        if bool((stopped | bad[:, None]).all()):
             break
-    return Candidates(tokens.view(count, k, max_length), scores, stopped)
+    return Candidates(tokens.view(count, k, length), torch.where(bad[:, None], torch.nan, scores),
+                      stopped & ~bad[:, None])
+
+
+def _step_output(name: str, out, rows: int, vocab: int | None) -> torch.Tensor:
+    """A step's (B * K, V) float output of ``next_log_probs`` or ``guide``, as float32; errors name ``name``."""
+    check_float(f"{name}(prefix)", out, 2)
+    expected = (rows, out.shape[1] if vocab is None else vocab)
+    check_shape(f"{name}(prefix)", out, expected, "(B * K, V)")
+    if expected[1] == 0:
+        raise ValueError(f"{name}(prefix) must score at least token 0 (the stop token), got shape {tuple(out.shape)}")
+    return out.float()
 
 
 def spectrum_guide(mz: torch.Tensor, intensity: torch.Tensor, peak_mask: torch.Tensor, precursor_mz: torch.Tensor,
@@ -170,13 +202,29 @@ def spectrum_guide(mz: torch.Tensor, intensity: torch.Tensor, peak_mask: torch.T
 
 def candidate_ppm(tokens: torch.Tensor, masses: torch.Tensor | Vocabulary, precursor_mz: torch.Tensor,
                   charge: torch.Tensor, isotope_errors: Sequence[int] = (0,)) -> torch.Tensor:
-    """(B, K) precursor error in ppm of candidate token rows (B, K, L) against (B,) observed
-    precursor m/z and charge, the smallest over ``isotope_errors`` (NaN for a bad precursor)."""
+    """(B, K) precursor error in ppm of candidate token rows, the smallest over ``isotope_errors``.
+
+    Args:
+        tokens: (B, K, L) integer token rows, as :func:`peptide_losses.spectrum_scores` takes them.
+        masses: (V,) float32 / float64 token masses in Da, or the :class:`Vocabulary`.
+        precursor_mz: (B,) float32 / float64 observed precursor m/z. charge: (B,) integer charge.
+        isotope_errors: a non-empty sequence of integers k >= 0, as :func:`peptide_losses.precursor_mass_loss`.
+
+    NaN where a value is bad (:mod:`peptide_losses.checks`): a token outside
+    the vocabulary, a residue after the peptide's end, a precursor m/z not
+    finite or <= 0, a charge < 1. Argument errors name the argument.
+    """
+    tokens = checked_tokens(tokens)
     batch, k, length = tokens.shape
-    if isinstance(masses, Vocabulary):
-        masses = masses.mass_tensor(device=tokens.device)
-    flat = tokens.reshape(batch * k, length)
-    return reference.precursor_ppm(masses[flat], flat != 0, precursor_mz.repeat_interleave(k),
+    masses = checked_masses(masses, tokens.device)
+    check_float("precursor_mz", precursor_mz, 1, precise=True)
+    check_shape("precursor_mz", precursor_mz, (batch,), "(B,)")
+    check_integer_tensor("charge", charge, "(B,)")
+    check_shape("charge", charge, (batch,), "(B,)")
+    check_same_device(tokens=tokens, precursor_mz=precursor_mz, charge=charge)
+    isotope_errors = precursor_options(1.0, isotope_errors, "none").isotope_errors
+    residue_masses, mask = candidate_masses(tokens.reshape(batch * k, length), masses)
+    return reference.precursor_ppm(residue_masses, mask, precursor_mz.repeat_interleave(k),
                                    charge.repeat_interleave(k), isotope_errors=isotope_errors).view(batch, k)
 
 
@@ -185,30 +233,47 @@ def rerank(tokens: torch.Tensor, model_scores: torch.Tensor, *, precursor_ppm: t
     """The best candidate per spectrum by ``model score - 1[ppm > tolerance] - weight * spectrum score``.
 
     Args:
-        tokens: (B, K, L) candidate token rows (:attr:`Candidates.tokens`, or another
-            model's beam as token rows).
-        model_scores: (B, K) the model's score of each candidate, higher is better
+        tokens: (B, K, L) integer candidate token rows (:attr:`Candidates.tokens`, or
+            another model's beam as token rows).
+        model_scores: (B, K) float, the model's score of each candidate, higher is better
             (:meth:`Candidates.mean_log_prob`; Casanovo's peptide score); -inf for an
             empty beam slot.
-        precursor_ppm: (B, K) ppm errors (:func:`candidate_ppm`); None: no demotion.
-        tolerance_ppm: candidates farther than this from the precursor lose 1.
-        spectrum_scores: (B, K) :func:`peptide_losses.spectrum_scores` (lower is better);
-            required when ``weight`` is not 0.
-        weight: per Da (or ppm) of spectrum score; 0 ignores the spectrum (a
-            candidate's +inf score then does not matter).
+        precursor_ppm: (B, K) float ppm errors (:func:`candidate_ppm`); None: no demotion.
+            A NaN ppm (a bad precursor or candidate) counts as outside the tolerance.
+        tolerance_ppm: a number >= 0 (inf: no demotion); candidates farther than
+            this from the precursor lose 1.
+        spectrum_scores: (B, K) float :func:`peptide_losses.spectrum_scores` (lower is
+            better); required when ``weight`` is not 0.
+        weight: a finite number, per Da (or ppm) of spectrum score; 0 ignores the
+            spectrum (a candidate's +inf or NaN score then does not matter).
+
+    Returns:
+        :class:`Choice`. A candidate whose combined score is not finite (NaN: a
+        bad value in its model, precursor or spectrum score; -inf: an empty slot
+        or an unscorable candidate) is never chosen: a spectrum with no finite
+        combined score gets ``index`` -1 and an all-padding (0) ``tokens`` row.
+        No host sync.
     """
-    if tokens.dim() != 3 or model_scores.shape != tokens.shape[:2]:
-        raise ValueError(f"tokens must be (B, K, L) and model_scores (B, K), got {tuple(tokens.shape)} and "
-                         f"{tuple(model_scores.shape)}")
+    tokens = checked_tokens(tokens)
+    shape = tuple(tokens.shape[:2])
+    if shape[1] == 0:
+        raise ValueError(f"tokens must hold at least one candidate per spectrum (K >= 1), got shape "
+                         f"{tuple(tokens.shape)}")
+    check_number("tolerance_ppm", tolerance_ppm, lambda x: x >= 0, "a number >= 0 (inf: no demotion)")
+    check_number("weight", weight, math.isfinite, "a finite number")
+    scores = {"model_scores": model_scores, "precursor_ppm": precursor_ppm, "spectrum_scores": spectrum_scores}
+    for name, value in scores.items():
+        if value is not None or name == "model_scores":  # the other two are optional
+            check_float(name, value, 2)
+            check_shape(name, value, shape, "(B, K)")
+    check_same_device(tokens=tokens, **scores)
     combined = model_scores.float()
-    for name, value in (("precursor_ppm", precursor_ppm), ("spectrum_scores", spectrum_scores)):
-        if value is not None and value.shape != combined.shape:
-            raise ValueError(f"{name} must be (B, K) = {tuple(combined.shape)}, got {tuple(value.shape)}")
     if precursor_ppm is not None:
-        combined = combined - (precursor_ppm > tolerance_ppm).to(combined.dtype)
+        combined = combined - (~(precursor_ppm <= tolerance_ppm)).to(combined.dtype)
     if weight:
         if spectrum_scores is None:
             raise ValueError(f"weight={weight} needs spectrum_scores (B, K)")
         combined = combined - weight * spectrum_scores.to(combined.dtype)
-    index = combined.argmax(1)
-    return Choice(tokens[torch.arange(len(index), device=index.device), index], index, combined)
+    index = choose(combined)
+    rows = tokens[torch.arange(len(index), device=index.device), index.clamp_min(0)]
+    return Choice(torch.where(index[:, None] >= 0, rows, 0), index, combined)

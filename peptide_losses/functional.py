@@ -26,6 +26,7 @@ from .checks import (
     bad_positions,
     bad_precursor_mz,
     check_float,
+    check_integer_tensor,
     check_options,
     check_same_device,
     check_shape,
@@ -241,7 +242,7 @@ def spectrum_matching_loss(
     """
     checks: list = []
     batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
-    check_float("mz", mz, 2, mz=True)
+    check_float("mz", mz, 2, precise=True)
     n_peaks = mz.shape[1]
     check_shape("mz", mz, (batch, n_peaks), "(B, N)")
     check_float("intensity", intensity, 2)
@@ -274,10 +275,9 @@ def _precursor_inputs(logits, masses, residue_masses, mask, precursor_mz, charge
     """Shared validation of the precursor entry points; returns (mask, masses)."""
     checks: list = []
     batch, _, mask, masses = _prediction(logits, masses, residue_masses, mask, checks)
-    check_float("precursor_mz", precursor_mz, 1, mz=True)
+    check_float("precursor_mz", precursor_mz, 1, precise=True)
     check_shape("precursor_mz", precursor_mz, (batch,), "(B,)")
-    if not isinstance(charge, torch.Tensor) or charge.dtype.is_floating_point or charge.dtype == torch.bool:
-        raise TypeError(f"charge must be an integer torch.Tensor (B,), got {getattr(charge, 'dtype', type(charge))}")
+    check_integer_tensor("charge", charge, "(B,)")
     check_shape("charge", charge, (batch,), "(B,)")
     if not (precursor_mz.device == charge.device == mask.device):
         check_same_device(prediction=mask, precursor_mz=precursor_mz, charge=charge)

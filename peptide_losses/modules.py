@@ -9,7 +9,7 @@ from torch import nn
 
 from . import functional
 from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS
-from .checks import check_options
+from .checks import check_backend, check_flag, check_options
 from .vocabulary import Vocabulary
 
 
@@ -29,6 +29,9 @@ class _VocabularyLoss(nn.Module):
 
     def __init__(self, vocabulary: Vocabulary | torch.Tensor, options: dict, tokens=None) -> None:
         super().__init__()
+        # Checked here, like the loss options, so that a bad one fails at construction, not at the first forward.
+        check_backend(options["backend"])
+        check_flag("check_values", options["check_values"])
         if tokens is not None:
             if not isinstance(vocabulary, Vocabulary):
                 raise TypeError("tokens needs a Vocabulary to check them against, not a mass tensor")

@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 
 from . import reference
-from .checks import check_float, check_same_device, check_shape, real_peaks, resolve_backend
+from .checks import (bad_candidate_positions, check_float, check_integer_tensor, check_same_device, check_shape,
+                     real_peaks, resolve_backend)
 from .functional import spectrum_options
 from .vocabulary import Vocabulary
 
@@ -55,31 +56,38 @@ SCORE_NUM_WARPS = 1
 def candidate_masses(tokens: torch.Tensor, masses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Residue masses (Da) and position mask of token rows, any leading shape ``(..., L)``.
 
-    Token 0 is padding (not a position). A token outside ``[0, V)`` gets a NaN
-    mass, so its row's score is NaN (a bad value), with no host sync.
+    A token of mass 0 (padding, token 0, or a special token such as a stop
+    token) is not a position. Bad values (:mod:`peptide_losses.checks`) get a
+    NaN mass, so their row's score or ppm is NaN, with no host sync: a token
+    outside ``[0, V)``, and a residue after the peptide's end (after padding
+    or a special token).
     """
     vocab = masses.shape[0]
     inside = (tokens >= 0) & (tokens < vocab)
     gathered = masses[tokens.clamp(0, vocab - 1)]
-    return torch.where(inside, gathered, torch.nan), tokens != 0
+    position = ~inside | (gathered != 0)
+    bad = ~inside | bad_candidate_positions(position)
+    return torch.where(bad, torch.nan, gathered), position
 
 
-def _checked_tokens(tokens) -> torch.Tensor:
-    if not isinstance(tokens, torch.Tensor) or tokens.dtype.is_floating_point or tokens.dtype.is_complex \
-            or tokens.dtype == torch.bool:
-        raise TypeError(f"tokens must be an integer torch.Tensor (B, K, L), got {getattr(tokens, 'dtype', type(tokens))}")
+def checked_tokens(tokens) -> torch.Tensor:
+    """``tokens`` is an integer tensor (B, K, L) of candidate token rows; TypeError / ValueError naming it."""
+    check_integer_tensor("tokens", tokens, "(B, K, L)")
     if tokens.dim() != 3:
         raise ValueError(f"tokens must be (B, K, L): K candidate token rows per spectrum, got shape "
                          f"{tuple(tokens.shape)}; one candidate per spectrum is tokens[:, None]")
     return tokens
 
 
-def _checked_masses(masses, device) -> torch.Tensor:
+def checked_masses(masses, device) -> torch.Tensor:
+    """The (V,) float32 / float64 token masses (Da) of ``masses``, a tensor or a :class:`Vocabulary`, on ``device``."""
     if isinstance(masses, Vocabulary):
         return masses.mass_tensor(device=device)
     if masses is None:
         raise ValueError("masses (V,) is required: pass Vocabulary.mass_tensor() or the Vocabulary")
-    check_float("masses", masses, 1)
+    check_float("masses", masses, 1, precise=True)
+    if masses.shape[0] == 0:
+        raise ValueError("masses must hold at least the padding token (index 0, mass 0), got shape (0,)")
     if masses.device != device:
         check_same_device(tokens=torch.empty(0, device=device), masses=masses)
     return masses
@@ -105,10 +113,11 @@ def spectrum_scores(
 
     Args:
         tokens: (B, K, L) integer token rows, K candidates per spectrum, N->C,
-            padding 0 after the peptide (the beam's layout).
+            padding 0 (or a zero-mass stop token, then padding) after the
+            peptide (the beam's layout).
         mz: (B, N) observed peak m/z. intensity: (B, N) peak intensities >= 0.
-        masses: (V,) token masses in Da (``Vocabulary.mass_tensor()``) or the
-            :class:`Vocabulary` the tokens index.
+        masses: (V,) float32 / float64 token masses in Da (``Vocabulary.mass_tensor()``)
+            or the :class:`Vocabulary` the tokens index.
         peak_mask: (B, N) bool, True at real peaks (default: m/z != 0, zero padding).
         ion_types, charges, direction, distance, distance_scale, intensity_power:
             as :func:`peptide_losses.spectrum_matching_loss`; the defaults
@@ -119,14 +128,15 @@ def spectrum_scores(
         float32 scores in Da (or ppm): the
         per-spectrum loss of each candidate's exact residue masses. +inf for a
         candidate that cannot be scored (fewer than two residues: a row of only
-        padding, or no real peak); NaN where a value is bad (a token outside the
-        vocabulary, a bad m/z or intensity at a real peak). No gradient, no
-        host sync; runs inside CUDA graphs.
+        padding, or no real peak); NaN where a value is bad (the error model,
+        :mod:`peptide_losses.checks`: a token outside the vocabulary, a residue
+        after padding or a special token, a bad m/z or intensity at a real
+        peak). No gradient, no host sync; runs inside CUDA graphs.
     """
-    tokens = _checked_tokens(tokens)
+    tokens = checked_tokens(tokens)
     batch, k, length = tokens.shape
-    masses = _checked_masses(masses, tokens.device)
-    check_float("mz", mz, 2, mz=True)
+    masses = checked_masses(masses, tokens.device)
+    check_float("mz", mz, 2, precise=True)
     n_peaks = mz.shape[1]
     if mz.shape[0] != batch:
         raise ValueError(f"mz has {mz.shape[0]} spectra but tokens has {batch} (tokens is (B, K, L), mz (B, N))")

@@ -178,7 +178,7 @@ def test_weight_zero_reproduces_the_precursor_beams_choice_exactly():
     assert torch.equal(plain.index, expected)
     with pytest.raises(ValueError, match="spectrum_scores"):
         rerank(candidates.tokens, model_scores, weight=1.0)
-    with pytest.raises(ValueError, match=r"spectrum_scores must be \(B, K\)"):
+    with pytest.raises(ValueError, match=r"spectrum_scores must have shape \(B, K\)"):
         rerank(candidates.tokens, model_scores, spectrum_scores=scores[:, :2], weight=1.0)
     with pytest.raises(ValueError, match="model_scores"):
         rerank(candidates.tokens, model_scores[:, :1])

@@ -29,6 +29,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from ..checks import check_integer, check_number, check_sequence
 from ..vocabulary import Vocabulary
 
 
@@ -48,8 +49,12 @@ class CandidateRows(NamedTuple):
 
 def _encode(peptide: str | Sequence[str], vocabulary: Vocabulary, where: str) -> list[int]:
     """Token indices of one candidate; ValueError naming ``where`` for a token the vocabulary lacks."""
+    if not isinstance(peptide, str):
+        peptide = check_sequence(where, peptide, "a peptide string or a sequence of token names")
+        if not all(isinstance(name, str) for name in peptide):
+            raise TypeError(f"{where} must be a peptide string or a sequence of token names (str), got {peptide!r}")
     try:
-        names = vocabulary.tokenize(peptide) if isinstance(peptide, str) else list(peptide)
+        names = vocabulary.tokenize(peptide) if isinstance(peptide, str) else peptide
         indices = [vocabulary.index(name) for name in names]
     except ValueError as error:
         raise ValueError(f"{where} = {peptide!r}: {error}") from None
@@ -73,8 +78,8 @@ def candidate_tokens(peptides: Sequence[Sequence[str | Sequence[str]]], vocabula
             a sequence of token names, N->C. ``""`` or ``[]`` is an empty slot.
         vocabulary: the model's (``Vocabulary.from_casanovo(model.tokenizer)``,
             ``Vocabulary.from_instanovo(model.residue_set)``).
-        max_length: L, default the longest candidate's token count.
-        beam_size: K, default the most candidates of any spectrum (at least 1).
+        max_length: L >= 0, default the longest candidate's token count.
+        beam_size: K >= 1, default the most candidates of any spectrum (at least 1).
         device: where the rows go (the spectra's device), default the CPU.
 
     Returns:
@@ -84,16 +89,24 @@ def candidate_tokens(peptides: Sequence[Sequence[str | Sequence[str]]], vocabula
         ValueError naming ``peptides[b][k]`` and the token, for a token the
         vocabulary lacks or a special token; naming the spectrum or candidate
         that holds more than ``beam_size`` candidates or ``max_length`` tokens.
-        TypeError if ``peptides[b]`` is a string instead of a list of candidates.
+        TypeError naming the argument that is not what it must be: ``peptides``,
+        ``peptides[b]`` (a string instead of a list of candidates, None),
+        ``peptides[b][k]``, ``vocabulary``; TypeError / ValueError naming
+        ``beam_size`` or ``max_length`` if not an integer in range.
     """
+    if not isinstance(vocabulary, Vocabulary):
+        raise TypeError(f"vocabulary must be a Vocabulary (the model's), got {type(vocabulary).__name__}")
+    beams = check_sequence("peptides", peptides, "a list per spectrum of its candidates, e.g. [['PEPK'], ['ACDK']]")
     rows = []
-    for b, beam in enumerate(peptides):
+    for b, beam in enumerate(beams):
         if isinstance(beam, str):
             raise TypeError(f"peptides[{b}] is a str ({beam!r}): peptides is a list per spectrum of its "
                             "candidates, e.g. [['PEPK', 'PEKP'], ['ACDK']]")
+        beam = check_sequence(f"peptides[{b}]", beam, "a list of candidate peptides")
         rows.append([_encode(peptide, vocabulary, f"peptides[{b}][{k}]") for k, peptide in enumerate(beam)])
-    k = beam_size if beam_size is not None else max([1, *map(len, rows)])
-    length = max_length if max_length is not None else max([0, *(len(row) for beam in rows for row in beam)])
+    k = check_integer("beam_size", beam_size, 1) if beam_size is not None else max([1, *map(len, rows)])
+    length = (check_integer("max_length", max_length, 0) if max_length is not None
+              else max([0, *(len(row) for beam in rows for row in beam)]))
     tokens = torch.zeros(len(rows), k, length, dtype=torch.long)
     for b, beam in enumerate(rows):
         if len(beam) > k:
@@ -115,17 +128,29 @@ def candidate_scores(scores: Sequence[Sequence[float]], present: torch.Tensor) -
             ``peptide_score``, InstaNovo's ``predictions_log_probability_beam_{k}``.
         present: (B, K) bool, :attr:`CandidateRows.present`; the scores go to its device.
 
+    A NaN score is a bad value (:mod:`peptide_losses.checks`): it stays NaN,
+    and :func:`~peptide_losses.decoding.rerank` never chooses it.
+
     Raises:
         ValueError naming ``scores[b]`` if it has more than K scores or fewer
-        than its spectrum's candidates, or if ``scores`` has not B rows.
+        than its spectrum's candidates, or if ``scores`` has not B rows;
+        TypeError naming ``scores``, ``scores[b]`` or ``scores[b][k]`` where
+        it is not a list (of numbers), or ``present`` if not a (B, K) bool tensor.
     """
+    if not isinstance(present, torch.Tensor) or present.dtype != torch.bool:
+        raise TypeError(f"present must be a bool torch.Tensor (B, K) (CandidateRows.present), "
+                        f"got {getattr(present, 'dtype', type(present).__name__)}")
+    if present.dim() != 2:
+        raise ValueError(f"present must be (B, K), got shape {tuple(present.shape)}")
     batch, k = present.shape
     device, present = present.device, present.cpu()
+    scores = check_sequence("scores", scores, "a list per spectrum of its candidates' scores")
     if len(scores) != batch:
         raise ValueError(f"scores has {len(scores)} spectra but present has {batch} (present is (B, K))")
     out = torch.full((batch, k), -torch.inf)
     for b, row in enumerate(scores):
-        row = [float(score) for score in row]
+        row = [check_number(f"scores[{b}][{j}]", score, lambda x: True, "a number")
+               for j, score in enumerate(check_sequence(f"scores[{b}]", row, "a list of numbers"))]
         if len(row) > k or present[b, len(row):].any():
             raise ValueError(f"scores[{b}] has {len(row)} scores for {int(present[b].sum())} candidates "
                              f"in {k} slots (present[{b}] = {present[b].tolist()})")
