@@ -15,12 +15,15 @@ with a model's own token list.
 from __future__ import annotations
 
 import hashlib
+import math
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import torch
 
+from .checks import check_integer, check_number, check_sequence
 from .constants import H2O, PROTON
 
 PADDING = "<pad>"
@@ -115,6 +118,15 @@ def _token_mass(token: str) -> float:
     return delta
 
 
+def _names(name: str, tokens) -> tuple[str, ...]:
+    """``tokens`` as a tuple of token names; TypeError naming ``name`` for a string or a non-string token."""
+    names = tuple(check_sequence(name, tokens, "a sequence of token names (str)"))
+    for token in names:
+        if not isinstance(token, str):
+            raise TypeError(f"{name} must be token names (str), got {token!r}")
+    return names
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Tokens and their monoisotopic masses (Da); index 0 is padding (mass 0).
@@ -126,7 +138,8 @@ class Vocabulary:
     Args:
         tokens: token strings in logit index order, padding first
             (``Vocabulary.PADDING``, or a name listed in ``special``).
-        masses: their masses in Da (float), 0 for padding and special tokens.
+        masses: their masses in Da (finite numbers, read as float), 0 for
+            padding and special tokens.
         special: zero-mass tokens that are not residues (a model's stop token
             ``"$"`` or ``"[EOS]"``, start token, named padding). They never
             count as peptide positions: :func:`peptide_losses.masks.residue_mask`
@@ -141,12 +154,17 @@ class Vocabulary:
     PADDING = PADDING
 
     def __post_init__(self) -> None:
-        if len(self.tokens) != len(self.masses):
+        tokens = _names("tokens", self.tokens)
+        masses = check_sequence("masses", self.masses, "a sequence of masses in Da")
+        if len(tokens) != len(masses):
             raise ValueError(
-                f"tokens and masses differ in length ({len(self.tokens)} vs {len(self.masses)})"
+                f"tokens and masses differ in length ({len(tokens)} vs {len(masses)})"
             )
-        special = tuple(self.special)
-        object.__setattr__(self, "special", special)
+        masses = tuple(check_number(f"the mass of token {t!r}", m, math.isfinite, "a finite number (Da)")
+                       for t, m in zip(tokens, masses))
+        special = _names("special", self.special)
+        for name, value in (("tokens", tokens), ("masses", masses), ("special", special)):
+            object.__setattr__(self, name, value)
         if not self.tokens or self.tokens[0] not in (PADDING, *special) or self.masses[0] != 0.0:
             raise ValueError(
                 f"index 0 must be the padding token {PADDING!r} (or a name listed in special) with mass 0"
@@ -190,8 +208,11 @@ class Vocabulary:
         from ``UNIMOD_DELTAS``, and numeric deltas ``X[+15.995]``, ``[+42.011]-``.
         Tokens named in ``special`` (a stop token ``"$"``, a start token) get
         mass 0 where they stand in ``tokens``. Padding is added at index 0.
+        A string is read as its one-letter tokens (``from_tokens("ACDK")``).
         """
-        tokens, special = list(tokens), tuple(special)
+        # A string is its one-letter tokens: from_tokens("ACDK").
+        tokens = _names("tokens", list(tokens) if isinstance(tokens, str) else tokens)
+        special = _names("special", special)
         masses = (0.0 if t in special else _token_mass(t) for t in tokens)
         return cls((PADDING, *tokens), (0.0, *masses), special)
 
@@ -202,7 +223,9 @@ class Vocabulary:
         Zero-mass special tokens (stop, start) are listed in the mapping where
         they go, with mass 0, and named in ``special``.
         """
-        return cls((PADDING, *masses), (0.0, *(float(m) for m in masses.values())), tuple(special))
+        if not isinstance(masses, Mapping):
+            raise TypeError(f"masses must be a mapping {{token: mass_in_Da}}, got {type(masses).__name__}")
+        return cls((PADDING, *masses), (0.0, *masses.values()), tuple(special))
 
     @classmethod
     def from_casanovo(cls, tokenizer) -> "Vocabulary":
@@ -341,8 +364,12 @@ class Vocabulary:
         ``M[+15.995]``), Casanovo / MassIVE-KB deltas (``+42.011PEPM+15.995``,
         ``+43.006-17.027PEP``) and a leading N-terminal token of the
         vocabulary without a dash (InstaNovo's ``[UNIMOD:1]PEPK``). A token not
-        in the vocabulary raises ``ValueError`` naming it and its character position.
+        in the vocabulary raises ``ValueError`` naming it and its character position;
+        anything but a ``str`` is a ``TypeError``.
         """
+        if not isinstance(sequence, str):
+            raise TypeError(f"sequence must be a peptide str such as 'PEPTIDEK', got {type(sequence).__name__} "
+                            f"{sequence!r}")
         tokens: list[str] = []
         pos = 0
         nterm = _N_TERM_BRACKET.match(sequence)
@@ -386,20 +413,31 @@ class Vocabulary:
         """Token indices of a peptide string (see :meth:`tokenize`)."""
         return [self._index[t] for t in self.tokenize(sequence)]
 
+    def _indices(self, indices: Sequence[int] | torch.Tensor, name: str) -> list[int]:
+        """Token indices as ints: ``TypeError`` naming an index that is not an integer (2.7, a float
+        tensor's 2.0), ``ValueError`` naming one outside the vocabulary, each with its position;
+        ``name`` is the argument's."""
+        if isinstance(indices, torch.Tensor) and indices.dim() != 1:
+            raise ValueError(f"{name} must be one token row (1-D), got shape {tuple(indices.shape)}")
+        items = indices.tolist() if isinstance(indices, torch.Tensor) else indices
+        out = []
+        for pos, i in enumerate(check_sequence(name, items, "a sequence of integer token indices")):
+            try:
+                index = operator.index(i)
+            except TypeError:
+                raise TypeError(f"index {i!r} at position {pos} is not an integer token index") from None
+            if not 0 <= index < len(self.tokens):
+                raise ValueError(f"index {i} at position {pos} is outside the vocabulary (size {len(self)})")
+            out.append(index)
+        return out
+
     def decode(self, indices: Sequence[int] | torch.Tensor) -> str:
         """Peptide string of token indices; padding and special tokens are skipped.
 
-        ``ValueError`` naming the index and its position if out of range.
+        ``ValueError`` naming the index and its position if out of range,
+        ``TypeError`` if not an integer.
         """
-        if isinstance(indices, torch.Tensor):
-            indices = indices.tolist()
-        out = []
-        for pos, i in enumerate(indices):
-            if not 0 <= int(i) < len(self.tokens):
-                raise ValueError(f"index {i} at position {pos} is outside the vocabulary (size {len(self)})")
-            if not self.is_special(self.tokens[int(i)]):
-                out.append(self.tokens[int(i)])
-        return "".join(out)
+        return "".join(self.tokens[i] for i in self._indices(indices, "indices") if not self.is_special(self.tokens[i]))
 
     # ---------------------------------------------------------------- masses
     def residue_masses(self, sequence: str | Sequence[int]) -> list[float]:
@@ -407,12 +445,12 @@ class Vocabulary:
 
         The N-terminal modification's delta is added to the first residue, so
         the fragment m/z built from these masses equal pyteomics' b/y ions.
-        Padding and special tokens are skipped.
+        Padding and special tokens are skipped; indices are checked as :meth:`decode` does.
         """
         if isinstance(sequence, str):
             idx = self.encode(sequence)
         else:
-            idx = [int(i) for i in sequence if not self.is_special(self.tokens[int(i)])]
+            idx = [i for i in self._indices(sequence, "sequence") if not self.is_special(self.tokens[i])]
         masses = [self.masses[i] for i in idx]
         if idx and self.is_n_terminal(self.tokens[idx[0]]):
             if len(masses) < 2:
@@ -421,11 +459,14 @@ class Vocabulary:
         return masses
 
     def peptide_mass(self, sequence: str | Sequence[int]) -> float:
-        """Neutral monoisotopic peptide mass (Da): residue sum + H2O."""
-        return sum(self.residue_masses(sequence)) + H2O
+        """Neutral monoisotopic peptide mass (Da): residue sum + H2O; ``ValueError`` for a peptide
+        without a residue (its mass would be water's)."""
+        masses = self.residue_masses(sequence)
+        if not masses:
+            raise ValueError(f"sequence {sequence!r} holds no residue: a peptide needs at least one")
+        return sum(masses) + H2O
 
     def precursor_mz(self, sequence: str | Sequence[int], charge: int) -> float:
-        """Precursor m/z at ``charge``: (peptide mass + charge * proton) / charge."""
-        if charge < 1:
-            raise ValueError(f"charge must be >= 1, got {charge}")
+        """Precursor m/z at ``charge`` (an integer >= 1): (peptide mass + charge * proton) / charge."""
+        charge = check_integer("charge", charge, 1)
         return (self.peptide_mass(sequence) + charge * PROTON) / charge
