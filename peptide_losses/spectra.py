@@ -3,22 +3,27 @@
 The reader maps each ``SEQ=`` annotation onto a :class:`Vocabulary` (bracket
 notation ``C[Carbamidomethyl]`` and Casanovo / MassIVE-KB deltas ``M+15.995``,
 ``+42.011PEP``), and a batch carries that same vocabulary, so a loss built
-from another vocabulary is caught instead of silently misreading indices.
+from another vocabulary is caught instead of silently misreading indices; a
+spectrum remembers the vocabulary its tokens index, so a batch built with
+another one is caught too. Errors follow :mod:`peptide_losses.checks`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass, replace
 from os import PathLike
-from typing import Sequence
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import torch
 
+from .checks import check_flag, check_integer, check_number, check_sequence
 from .constants import PROTON
-from .mgf_errors import MGFFormatError, format_error, where
+from .mgf import read_records
+from .mgf_errors import where
 from .vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,10 @@ class Spectrum:
         sequence: the annotation as written in the file (``SEQ=``), or None.
         tokens: vocabulary indices of the annotation, or None.
         title: the spectrum's ``TITLE`` (its index in the file if absent).
+        vocabulary_fingerprint: :attr:`Vocabulary.fingerprint` of the vocabulary
+            ``tokens`` index (set by :func:`read_mgf`), or None if unknown;
+            :func:`collate` rejects a batch vocabulary with another one (if
+            ``tokens`` is set: without them there is nothing to misread).
     """
 
     mz: np.ndarray
@@ -51,6 +60,7 @@ class Spectrum:
     sequence: str | None
     tokens: list[int] | None
     title: str
+    vocabulary_fingerprint: str | None = None
 
 
 @dataclass
@@ -72,14 +82,13 @@ class Preprocessing:
     sqrt: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_mz < self.max_mz:
-            raise ValueError(f"need 0 <= min_mz < max_mz, got min_mz={self.min_mz}, max_mz={self.max_mz}")
-        if self.remove_precursor_tol < 0:
-            raise ValueError(f"remove_precursor_tol must be >= 0 Da, got {self.remove_precursor_tol}")
-        if self.max_peaks < 1:
-            raise ValueError(f"max_peaks must be >= 1, got {self.max_peaks}")
-        if not 0 <= self.min_intensity < 1:
-            raise ValueError(f"min_intensity must be in [0, 1), got {self.min_intensity}")
+        check_number("min_mz", self.min_mz, lambda x: 0 <= x < math.inf, "a finite m/z >= 0")
+        check_number("max_mz", self.max_mz, lambda x: x > self.min_mz, f"an m/z > min_mz = {self.min_mz}")
+        check_number("remove_precursor_tol", self.remove_precursor_tol, lambda x: 0 <= x < math.inf,
+                     "a finite number >= 0 (Da)")
+        self.max_peaks = check_integer("max_peaks", self.max_peaks, 1)
+        check_number("min_intensity", self.min_intensity, lambda x: 0 <= x < 1, "a number in [0, 1)")
+        check_flag("sqrt", self.sqrt)
 
     def __call__(self, spectrum: Spectrum) -> Spectrum:
         """One spectrum filtered as :meth:`batch` filters a row."""
@@ -136,58 +145,15 @@ class Preprocessing:
         return torch.where(keep, mz, 0.0), intensity, keep
 
 
-def _spectrum_from_entry(entry: dict, path, index: int, vocabulary: Vocabulary) -> Spectrum:
-    """A :class:`Spectrum` from one pyteomics MGF entry; MGFFormatError naming it if unusable."""
-    params = entry["params"]
-    title = str(params.get("title", index))
-    name = where(path, index, title)
-    pepmass = params.get("pepmass")
-    if not pepmass or pepmass[0] is None or not pepmass[0] > 0:
-        raise MGFFormatError(f"{name}, PEPMASS: missing or not > 0")
-    charges = params.get("charge")
-    if not charges or len(charges) != 1 or int(charges[0]) < 1:
-        raise MGFFormatError(f"{name}, CHARGE: must be one positive charge, got {charges!r}")
-    mz = np.asarray(entry["m/z array"], dtype=np.float64)
-    intensity = np.asarray(entry["intensity array"], dtype=np.float64)
-    if not (np.isfinite(mz).all() and np.isfinite(intensity).all()):
-        raise MGFFormatError(f"{name}, peak: m/z and intensities must be finite")
-    for values, what in ((mz <= 0, "m/z must be > 0"), (intensity < 0, "intensities must be >= 0")):
-        if values.any():
-            raise MGFFormatError(f"{name}, peak: {what}, got m/z {mz[values][0]} intensity {intensity[values][0]}")
-    order = np.argsort(mz, kind="stable")
-    sequence = params.get("seq")
-    tokens = None
-    if sequence is not None:
-        sequence = str(sequence)
-        try:
-            tokens = vocabulary.encode(sequence)
-        except ValueError as err:
-            raise UnknownTokenError(f"{name}, SEQ={sequence}: {err}") from None
-    return Spectrum(mz[order], intensity[order], float(pepmass[0]), int(charges[0]), sequence, tokens, title)
-
-
-def _entries(path):
-    """(index, pyteomics entry) of every spectrum; MGFFormatError naming the spectrum, field and line
-    where pyteomics cannot read one."""
-    from pyteomics import mgf
-    from pyteomics.auxiliary import PyteomicsError
-
-    end = object()
-    with mgf.read(str(path), use_index=False, read_charges=False) as reader:
-        entries = iter(reader)
-        index = 0
-        while True:
-            try:
-                entry = next(entries, end)
-            except (PyteomicsError, ValueError) as err:
-                raise format_error(path, index, str(err)) from None
-            if entry is end:
-                return
-            # A spectrum without END IONS comes back as None, a one-column peak line as arrays of two lengths.
-            if entry is None or len(entry["m/z array"]) != len(entry["intensity array"]):
-                raise format_error(path, index, "pyteomics could not read this spectrum")
-            yield index, entry
-            index += 1
+def _tokens(record, path, vocabulary: Vocabulary) -> list[int] | None:
+    """The record's SEQ as token indices (None without one); UnknownTokenError naming spectrum, line and token."""
+    if record.sequence is None:
+        return None
+    try:
+        return vocabulary.encode(record.sequence.value)
+    except ValueError as err:
+        name = where(path, record.index, record.title)
+        raise UnknownTokenError(f"{name}, line {record.sequence.line}, SEQ={record.sequence.value}: {err}") from None
 
 
 def read_mgf(
@@ -209,28 +175,37 @@ def read_mgf(
         preprocessing: applied to every spectrum (None: peaks as in the file).
 
     Returns:
-        The spectra in file order.
+        The spectra in file order; an annotated one carries the vocabulary's
+        fingerprint (:attr:`Spectrum.vocabulary_fingerprint`).
 
     Raises:
-        MGFFormatError (a ValueError) for a malformed file: a spectrum cut off
-        before END IONS, an unreadable CHARGE or PEPMASS, a peak line that is
-        not two numbers, m/z <= 0, negative or non-finite intensities. The
-        message names the file, the spectrum (0-based index and TITLE), the
-        field and, where one is at fault, its line.
+        MGFFormatError (a ValueError) for a file that holds no spectrum or is
+        not UTF-8 text, and for a malformed spectrum: cut off before END IONS,
+        a missing, unreadable, duplicated or contradictory field (PEPMASS,
+        CHARGE, an empty SEQ...), a peak line that is not two numbers, an m/z
+        not finite or <= 0, an intensity not finite or < 0. The message starts
+        with the file and names the spectrum (0-based index and TITLE), the
+        field and its line (:mod:`peptide_losses.mgf`).
     """
     if not isinstance(vocabulary, Vocabulary):
         raise TypeError(f"vocabulary must be a Vocabulary, got {type(vocabulary).__name__}")
     if unknown not in UNKNOWN_POLICIES:
         raise ValueError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}")
+    if preprocessing is not None and not callable(preprocessing):
+        raise TypeError(f"preprocessing must be a Preprocessing (or None), got {type(preprocessing).__name__}")
+    fingerprint = vocabulary.fingerprint
     spectra, skipped = [], []
-    for index, entry in _entries(path):
+    for record in read_records(path):
         try:
-            spectrum = _spectrum_from_entry(entry, path, index, vocabulary)
+            tokens = _tokens(record, path, vocabulary)
         except UnknownTokenError as err:
             if unknown == "error":
                 raise
             skipped.append(str(err))
             continue
+        spectrum = Spectrum(record.mz, record.intensity, record.precursor_mz, record.charge,
+                            None if tokens is None else record.sequence.value, tokens, record.title,
+                            None if tokens is None else fingerprint)
         spectra.append(preprocessing(spectrum) if preprocessing is not None else spectrum)
     if skipped:
         message = f"{path}: skipped {len(skipped)} spectra with tokens outside the vocabulary; first: {skipped[0]}"
@@ -275,8 +250,54 @@ class SpectrumBatch:
         return self.mz.shape[0]
 
 
+class _Row(NamedTuple):
+    """One spectrum of a batch, checked: float64 peaks, token indices (empty if unannotated), precursor."""
+
+    mz: np.ndarray
+    intensity: np.ndarray
+    tokens: list[int]
+    precursor_mz: float
+    charge: int
+
+
+def _peak_array(name: str, field: str, values) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: {field} must be a 1-D array of numbers, got {type(values).__name__}") from None
+    if array.ndim != 1:
+        raise ValueError(f"{name}: {field} must be a 1-D array of numbers, got shape {array.shape}")
+    return array
+
+
+def _row(spectrum, b: int, vocabulary: Vocabulary) -> _Row:
+    """``spectra[b]`` checked for a batch of ``vocabulary``; errors name the spectrum (index and TITLE).
+
+    Bad values (a NaN m/z, a charge of 0) pass: the losses make their spectrum's loss NaN.
+    """
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"spectra[{b}] must be a Spectrum, got {type(spectrum).__name__}")
+    name = f"spectrum {b} (TITLE={spectrum.title})"
+    written = spectrum.vocabulary_fingerprint
+    # Without tokens there is nothing to misread (a decoder drops the annotation and keeps the rest).
+    if spectrum.tokens is not None and written is not None and written != vocabulary.fingerprint:
+        raise ValueError(f"{name}: its tokens index vocabulary {written}, not the batch's vocabulary "
+                         f"{vocabulary.fingerprint}: the indices would mean other tokens; collate with the "
+                         "vocabulary the spectra were read with")
+    mz, intensity = (_peak_array(name, field, getattr(spectrum, field)) for field in ("mz", "intensity"))
+    if mz.shape != intensity.shape:
+        raise ValueError(f"{name}: mz and intensity differ in length ({len(mz)} vs {len(intensity)})")
+    tokens = [] if spectrum.tokens is None else check_sequence(f"{name}: tokens", spectrum.tokens,
+                                                                "a list of token indices")
+    bad = [t for t in tokens if not (isinstance(t, (int, np.integer)) and 0 < t < len(vocabulary))]
+    if bad:
+        raise ValueError(f"{name} has token indices {bad} outside the vocabulary (integers 1..{len(vocabulary) - 1})")
+    precursor_mz = check_number(f"{name}: precursor_mz", spectrum.precursor_mz, lambda x: True, "a number")
+    return _Row(mz, intensity, tokens, precursor_mz, check_integer(f"{name}: charge", spectrum.charge))
+
+
 def collate(
-    spectra: Sequence[Spectrum],
+    spectra: Iterable[Spectrum],
     vocabulary: Vocabulary,
     max_length: int | None = None,
     max_peaks: int | None = None,
@@ -284,48 +305,51 @@ def collate(
     """Pad spectra into a :class:`SpectrumBatch`.
 
     Args:
-        spectra: the spectra; their ``tokens`` must index ``vocabulary``.
+        spectra: the spectra (a list, or any iterable of :class:`Spectrum`);
+            their ``tokens`` must index ``vocabulary``: a spectrum whose
+            :attr:`~Spectrum.vocabulary_fingerprint` is another vocabulary's
+            is a ValueError naming it.
         vocabulary: the vocabulary of the tokens, carried by the batch.
-        max_length: L (default the longest annotation); a longer annotation
+        max_length: L >= 0 (default the longest annotation); a longer annotation
             is a ValueError naming the spectrum.
-        max_peaks: N (default the most peaks); spectra with more peaks keep
+        max_peaks: N >= 0 (default the most peaks); spectra with more peaks keep
             their ``max_peaks`` most intense, in m/z order.
+
+    A spectrum that is not what it must be (peaks of two lengths, a charge that
+    is not an integer, token indices outside the vocabulary) is an error naming
+    it; bad values in it (:mod:`peptide_losses.checks`) pass to the losses.
     """
     if not isinstance(vocabulary, Vocabulary):
         raise TypeError(f"vocabulary must be a Vocabulary, got {type(vocabulary).__name__}")
-    if len(spectra) == 0:
+    spectra = check_sequence("spectra", spectra, "a list of Spectrum")
+    rows = [_row(s, b, vocabulary) for b, s in enumerate(spectra)]
+    if not rows:
         raise ValueError("spectra must hold at least one spectrum")
-    lengths = [len(s.tokens) if s.tokens is not None else 0 for s in spectra]
-    length = max(lengths) if max_length is None else int(max_length)
-    n_peaks = max(len(s.mz) for s in spectra) if max_peaks is None else int(max_peaks)
-    if length < 0 or n_peaks < 0:
-        raise ValueError(f"max_length and max_peaks must be >= 0, got {max_length}, {max_peaks}")
-    batch = len(spectra)
+    length = max(len(r.tokens) for r in rows) if max_length is None else check_integer("max_length", max_length, 0)
+    n_peaks = max(len(r.mz) for r in rows) if max_peaks is None else check_integer("max_peaks", max_peaks, 0)
+    batch = len(rows)
     mz = np.zeros((batch, n_peaks), dtype=np.float32)
     intensity = np.zeros((batch, n_peaks), dtype=np.float32)
     peak_mask = np.zeros((batch, n_peaks), dtype=bool)
     tokens = np.zeros((batch, length), dtype=np.int64)
-    for b, s in enumerate(spectra):
-        if lengths[b] > length:
-            raise ValueError(f"spectrum {b} (TITLE={s.title}) has {lengths[b]} tokens, more than max_length={length}")
-        if s.tokens is not None:
-            bad = [t for t in s.tokens if not 0 < t < len(vocabulary)]
-            if bad:
-                raise ValueError(f"spectrum {b} (TITLE={s.title}) has token indices {bad} outside the vocabulary")
-            tokens[b, : lengths[b]] = s.tokens
-        keep = np.arange(len(s.mz))
-        if len(s.mz) > n_peaks:
-            keep = np.sort(np.argsort(-s.intensity, kind="stable")[:n_peaks])
-        mz[b, : len(keep)] = s.mz[keep]
-        intensity[b, : len(keep)] = s.intensity[keep]
+    for b, (s, row) in enumerate(zip(spectra, rows)):
+        if len(row.tokens) > length:
+            raise ValueError(f"spectrum {b} (TITLE={s.title}) has {len(row.tokens)} tokens, more than "
+                             f"max_length={length}")
+        tokens[b, : len(row.tokens)] = row.tokens
+        keep = np.arange(len(row.mz))
+        if len(row.mz) > n_peaks:
+            keep = np.sort(np.argsort(-row.intensity, kind="stable")[:n_peaks])
+        mz[b, : len(keep)] = row.mz[keep]
+        intensity[b, : len(keep)] = row.intensity[keep]
         peak_mask[b, : len(keep)] = True
     tokens_t = torch.from_numpy(tokens)
     return SpectrumBatch(
         mz=torch.from_numpy(mz),
         intensity=torch.from_numpy(intensity),
         peak_mask=torch.from_numpy(peak_mask),
-        precursor_mz=torch.tensor([s.precursor_mz for s in spectra], dtype=torch.float64),
-        charge=torch.tensor([s.charge for s in spectra], dtype=torch.int64),
+        precursor_mz=torch.tensor([r.precursor_mz for r in rows], dtype=torch.float64),
+        charge=torch.tensor([r.charge for r in rows], dtype=torch.int64),
         tokens=tokens_t,
         mask=tokens_t != 0,
         vocabulary=vocabulary,
