@@ -103,6 +103,9 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
     count = check_integer("batch_size", batch_size, 1)
     length = check_integer("max_length", max_length, 0)
     k = check_integer("beam_size", beam_size, 1)
+    for name, function in (("next_log_probs", next_log_probs), ("guide", guide), ("reorder", reorder)):
+        if not callable(function) and (function is not None or name == "next_log_probs"):
+            raise TypeError(f"{name} must be a function of the prefix (B * K, t), got {type(function).__name__}")
     tokens = torch.zeros(count * k, length, dtype=torch.long, device=device)
     # One live beam to start with: the others would only repeat it.
     scores = torch.full((count, k), -torch.inf, device=device)

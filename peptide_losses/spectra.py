@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import warnings
 from dataclasses import dataclass, replace
 from os import PathLike
@@ -187,6 +188,8 @@ def read_mgf(
         with the file and names the spectrum (0-based index and TITLE), the
         field and its line (:mod:`peptide_losses.mgf`).
     """
+    if not isinstance(path, (str, PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike (the MGF file), got {type(path).__name__}")
     if not isinstance(vocabulary, Vocabulary):
         raise TypeError(f"vocabulary must be a Vocabulary, got {type(vocabulary).__name__}")
     if unknown not in UNKNOWN_POLICIES:
@@ -270,6 +273,14 @@ def _peak_array(name: str, field: str, values) -> np.ndarray:
     return array
 
 
+def _is_token(index, size: int) -> bool:
+    """An integer (any integer type, not 2.0) in 1..size-1: a residue's index, not padding."""
+    try:
+        return 0 < operator.index(index) < size
+    except TypeError:
+        return False
+
+
 def _row(spectrum, b: int, vocabulary: Vocabulary) -> _Row:
     """``spectra[b]`` checked for a batch of ``vocabulary``; errors name the spectrum (index and TITLE).
 
@@ -289,7 +300,7 @@ def _row(spectrum, b: int, vocabulary: Vocabulary) -> _Row:
         raise ValueError(f"{name}: mz and intensity differ in length ({len(mz)} vs {len(intensity)})")
     tokens = [] if spectrum.tokens is None else check_sequence(f"{name}: tokens", spectrum.tokens,
                                                                 "a list of token indices")
-    bad = [t for t in tokens if not (isinstance(t, (int, np.integer)) and 0 < t < len(vocabulary))]
+    bad = [t for t in tokens if not _is_token(t, len(vocabulary))]
     if bad:
         raise ValueError(f"{name} has token indices {bad} outside the vocabulary (integers 1..{len(vocabulary) - 1})")
     precursor_mz = check_number(f"{name}: precursor_mz", spectrum.precursor_mz, lambda x: True, "a number")
