@@ -25,8 +25,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 import torch
 
-from .decoding import Candidates, candidate_ppm, rerank
-from .scoring import spectrum_scores
+from .decoding import Candidates, rerank
 from .spectra import Spectrum, SpectrumBatch, collate
 from .vocabulary import Vocabulary
 
@@ -87,28 +86,21 @@ class Sequencer:
     @torch.no_grad()
     def candidates(self, batch: SpectrumBatch, decoding: str, beam_size: int | None) -> tuple[Candidates, Scores]:
         """The decoding's candidates (B, K, L) and their :class:`Scores` (B, K)."""
-        from .train.decoding import beam_candidates
+        from .train.decoding import scored_beam
 
         settings = self.config.decoding
-        k = settings.beam_size if beam_size is None else beam_size
-        if decoding == "greedy":
-            k = 1
-        guide = settings.guide_weight if decoding == "default" else None
-        found = beam_candidates(self.model, batch, k, guide)
-        masses = self.vocabulary.mass_tensor(device=self.device)
-        ppm = candidate_ppm(found.tokens, masses, batch.precursor_mz, batch.charge,
-                            self.config.losses.precursor.isotope_errors)
-        kwargs = {}
+        beam = scored_beam(self.model, batch, settings, self.config.losses.precursor.isotope_errors,
+                           beam_size=1 if decoding == "greedy" else beam_size, guided=decoding == "default",
+                           backend=self.backend)
+        found, log_prob = beam.candidates, beam.candidates.mean_log_prob()
+        combined = log_prob
         if decoding != "greedy":
-            kwargs["precursor_ppm"], kwargs["tolerance_ppm"] = ppm, settings.precursor_tolerance_ppm
-        scores = spectrum_scores(found.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
-                                 backend=self.backend, **vars(settings.spectrum))
-        if decoding == "default":
-            kwargs["spectrum_scores"], kwargs["weight"] = scores, settings.spectrum_weight
-        combined = rerank(found.tokens, found.mean_log_prob(), **kwargs).combined
+            combined = rerank(found.tokens, log_prob, precursor_ppm=beam.ppm,
+                              tolerance_ppm=settings.precursor_tolerance_ppm,
+                              **({"spectrum_scores": beam.spectrum, "weight": settings.spectrum_weight}
+                                 if decoding == "default" else {})).combined
         # An unfinished candidate is a truncated peptide, not a peptide.
-        combined = torch.where(found.finished, combined, -torch.inf)
-        return found, Scores(combined, found.mean_log_prob(), ppm, scores)
+        return found, Scores(torch.where(found.finished, combined, -torch.inf), log_prob, beam.ppm, beam.spectrum)
 
     def sequence(self, spectra: Sequence[Spectrum], decoding: str = "default", beam_size: int | None = None,
                  top_k: int = 1) -> list[list[Candidate]]:

@@ -150,7 +150,7 @@ def test_resume_continues_exactly(tmp_path):
     main(["--config", str(config), "--val-data", "none", "--out", str(whole)])
     main(["--config", str(config), "--val-data", "none", "--out", str(parts), "--stop-after", "6"])
     assert load_checkpoint(parts)["step"] == 6
-    main(["--resume", str(parts)])
+    main(["--resume", str(parts), "--val-data", "none"])
     a, b = read_records(whole), read_records(parts)
     assert [r["step"] for r in a] == [r["step"] for r in b]
     untimed = lambda r: {k: v for k, v in r.items() if not k.startswith("time/")}  # noqa: E731
@@ -170,7 +170,7 @@ def test_resume_drops_the_records_the_killed_run_wrote_after_its_checkpoint(tmp_
     with open(out / "metrics.jsonl", "a") as f:
         for step in (6, 7):
             f.write(json.dumps({"step": step, "train/ce_final": 99.0}) + "\n")
-    main(["--resume", str(out)])
+    main(["--resume", str(out), "--val-data", "none"])
     steps = [r["step"] for r in read_records(out) if "train/ce_final" in r]
     assert steps == list(range(1, 11)) and 99.0 not in train_series(read_records(out), "train/ce_final")
 
@@ -183,7 +183,7 @@ def test_compact_checkpoint_resumes_and_fits_the_gpu_preset_in_16_mib(tmp_path):
     assert small["optimizer"] is None and small["step"] == full["step"] == 3
     for name, tensor in full["model"].items():
         assert torch.equal(small["model"][name], tensor.to(torch.bfloat16)), name
-    main(["--resume", str(out / "compact.pt")])
+    main(["--resume", str(out / "compact.pt"), "--val-data", "none"])
     assert load_checkpoint(out)["step"] == 6 and "not an exact resume" in (out / "train.log").read_text()
     # The GPU preset's model: its compact checkpoint can travel through a 16 MiB file limit.
     preset = load_config(preset="gpu", overrides={"device": "cpu"})
@@ -204,7 +204,7 @@ def test_resume_refuses_another_vocabulary_or_model_and_writes_nothing(tmp_path,
     other = Vocabulary.from_tokens([t for t in Vocabulary.default().tokens[1:] if t != "M[Oxidation]"] + ["M[+15.995]"])
     monkeypatch.setattr(Vocabulary, "default", classmethod(lambda cls: other))
     with pytest.raises(ValueError, match="another vocabulary"):
-        main(["--resume", str(out)])
+        main(["--resume", str(out), "--val-data", "none"])
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "train.log"}
     assert after == before
 

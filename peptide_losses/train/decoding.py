@@ -9,6 +9,8 @@ predicts all positions at once: its decoding is the argmax of its last logits.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from ..decoding import Candidates, beam_search, candidate_ppm, rerank, spectrum_guide
@@ -57,17 +59,38 @@ def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: f
                        reorder=decoder.reorder)
 
 
+class ScoredBeam(NamedTuple):
+    """A beam's :class:`~peptide_losses.decoding.Candidates` and, (B, K) each, their precursor ``ppm``
+    (the smallest over the isotope errors) and :func:`peptide_losses.spectrum_scores` (``spectrum``, Da)."""
+
+    candidates: Candidates
+    ppm: torch.Tensor
+    spectrum: torch.Tensor
+
+
 @torch.no_grad()
-def beam_decodings(model, batch: SpectrumBatch, settings: DecodingConfig, isotope_errors) -> dict[str, torch.Tensor]:
-    """(B, L) tokens of the beam's two choices: ``precursor_beam`` (precursor demotion alone) and
-    ``spectrum_rerank`` (also ``settings.spectrum_weight`` x :func:`peptide_losses.spectrum_scores`)."""
-    candidates = beam_candidates(model, batch, settings.beam_size, settings.guide_weight)
+def scored_beam(model, batch: SpectrumBatch, settings: DecodingConfig, isotope_errors, *, beam_size: int | None = None,
+                guided: bool = True, backend: str = "auto") -> ScoredBeam:
+    """The model's beam of ``beam_size`` (default ``settings.beam_size``), spectrum-guided by
+    ``settings.guide_weight`` when ``guided``, with the evidence :func:`~peptide_losses.decoding.rerank`
+    weighs; ``backend`` of the spectrum scores."""
+    candidates = beam_candidates(model, batch, settings.beam_size if beam_size is None else beam_size,
+                                 settings.guide_weight if guided else None)
     masses = batch.vocabulary.mass_tensor(device=batch.mz.device)
     ppm = candidate_ppm(candidates.tokens, masses, batch.precursor_mz, batch.charge, isotope_errors)
-    tolerance = settings.precursor_tolerance_ppm
     scores = spectrum_scores(candidates.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
-                             **vars(settings.spectrum))
-    model_scores = candidates.mean_log_prob()
-    return {"precursor_beam": rerank(candidates.tokens, model_scores, precursor_ppm=ppm, tolerance_ppm=tolerance).tokens,
-            "spectrum_rerank": rerank(candidates.tokens, model_scores, precursor_ppm=ppm, tolerance_ppm=tolerance,
-                                      spectrum_scores=scores, weight=settings.spectrum_weight).tokens}
+                             backend=backend, **vars(settings.spectrum))
+    return ScoredBeam(candidates, ppm, scores)
+
+
+@torch.no_grad()
+def beam_decodings(model, batch: SpectrumBatch, settings: DecodingConfig, isotope_errors,
+                   backend: str = "auto") -> dict[str, torch.Tensor]:
+    """(B, L) tokens of the beam's two choices: ``precursor_beam`` (precursor demotion alone) and
+    ``spectrum_rerank`` (also ``settings.spectrum_weight`` x :func:`peptide_losses.spectrum_scores`)."""
+    beam = scored_beam(model, batch, settings, isotope_errors, backend=backend)
+    tokens, model_scores = beam.candidates.tokens, beam.candidates.mean_log_prob()
+    tolerance = settings.precursor_tolerance_ppm
+    return {"precursor_beam": rerank(tokens, model_scores, precursor_ppm=beam.ppm, tolerance_ppm=tolerance).tokens,
+            "spectrum_rerank": rerank(tokens, model_scores, precursor_ppm=beam.ppm, tolerance_ppm=tolerance,
+                                      spectrum_scores=beam.spectrum, weight=settings.spectrum_weight).tokens}

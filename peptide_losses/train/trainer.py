@@ -147,7 +147,7 @@ def evaluate(model, batches: list[SpectrumBatch], objective: Objective, config: 
             logits = run_model(model, batch)[-1]
             preds = {"greedy": greedy(model, batch)}
             if getattr(model, "autoregressive", False):
-                preds.update(beam_decodings(model, batch, config.decoding, isotope_errors))
+                preds.update(beam_decodings(model, batch, config.decoding, isotope_errors, config.backend))
             for name, pred in preds.items():
                 decoded[name][0].append(pred.cpu())
                 decoded[name][1].append(ppm_errors(pred, objective.token_masses, batch.precursor_mz, batch.charge,
