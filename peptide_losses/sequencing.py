@@ -13,8 +13,8 @@ higher = better:
 - ``greedy``: the most probable token at each step (a beam of one), scored by its mean
   log-probability.
 
-A candidate that did not finish within the model's ``max_length`` tokens is no peptide
-and is never returned; a spectrum left with none has no PSM.
+A candidate that did not finish within the model's ``max_length`` tokens, or holds no
+residue, is no peptide and is never returned; a spectrum left with none has no PSM.
 """
 
 from __future__ import annotations
@@ -99,8 +99,12 @@ class Sequencer:
                               tolerance_ppm=settings.precursor_tolerance_ppm,
                               **({"spectrum_scores": beam.spectrum, "weight": settings.spectrum_weight}
                                  if decoding == "default" else {})).combined
-        # An unfinished candidate is a truncated peptide, not a peptide.
-        return found, Scores(torch.where(found.finished, combined, -torch.inf), log_prob, beam.ppm, beam.spectrum)
+        # An unfinished candidate is a truncated peptide, and one without a residue (stopped at once, or an
+        # N-terminal modification alone) none at all.
+        residue = torch.tensor([not (self.vocabulary.is_special(t) or self.vocabulary.is_n_terminal(t))
+                                for t in self.vocabulary.tokens], device=found.tokens.device)
+        peptide = found.finished & residue[found.tokens].any(-1)
+        return found, Scores(torch.where(peptide, combined, -torch.inf), log_prob, beam.ppm, beam.spectrum)
 
     def sequence(self, spectra: Sequence[Spectrum], decoding: str = "default", beam_size: int | None = None,
                  top_k: int = 1) -> list[list[Candidate]]:

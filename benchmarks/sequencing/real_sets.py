@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
+from peptide_losses import Vocabulary
 from peptide_losses.cli import main as cli
-from peptide_losses.datasets import REPORTED_SETS
+from peptide_losses.datasets import REPORTED_SETS, real_set
+from peptide_losses.sequencing import load_sequencer
 
 from ..environment import RESULTS_ROOT, describe, slug
 
@@ -54,11 +56,18 @@ def measure(name: str, decoding: str, device: str, beam_size: int | None, folder
             **{k: result[k] for k in ("spectra", "psms", "peptide_recall", "aa_precision", "aa_recall", "auc")}}
 
 
-def report(rows: list[dict], environment: dict, beam: int) -> str:
+def too_long(max_length: int) -> dict[str, int]:
+    """Per reported set, the spectra whose true peptide has more tokens than the model can write."""
+    vocabulary = Vocabulary.default()
+    return {name: sum(len(s.tokens) > max_length for _, s in real_set(name, vocabulary)) for name in REPORTED_SETS}
+
+
+def report(rows: list[dict], environment: dict, beam: int, max_length: int) -> str:
+    long = ", ".join(f"{name} {count}" for name, count in too_long(max_length).items())
     lines = [f"# `peptide-losses sequence` on the shipped real sets ({environment['device']})", "",
              f"{environment['date']}; torch {environment['torch']}, triton {environment['triton']}; the shipped "
-             f"checkpoint (`peptide_losses/checkpoints/gpu_preset.pt`), beams of {beam}; every spectrum of each set "
-             "(MassIVE-KB: the 250 of the test half, 42 of them longer than the model's 20 tokens). "
+             f"checkpoint (`peptide_losses/checkpoints/gpu_preset.pt`), beams of {beam}; every spectrum of each set, "
+             f"top 1 PSM. Peptides longer than the model's {max_length} tokens, which it cannot write: {long}. "
              "Command: `python -m benchmarks.sequencing.real_sets`.", "",
              "| set | decoding | spectra | with a PSM | peptide recall | aa precision | aa recall | "
              "precision-coverage AUC | s per 1,000 spectra |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -86,7 +95,9 @@ def main(argv=None) -> Path:
     out = Path(args.results) / ("cpu" if device.type == "cpu" else slug(environment["device"]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "sequencing.json").write_text(json.dumps({"environment": environment, "rows": rows}, indent=1) + "\n")
-    (out / "sequencing.md").write_text(report(rows, environment, args.beam_size or 20))
+    config = load_sequencer().config
+    (out / "sequencing.md").write_text(report(rows, environment, args.beam_size or config.decoding.beam_size,
+                                              config.max_length))
     return out / "sequencing.md"
 
 
