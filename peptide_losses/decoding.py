@@ -74,7 +74,8 @@ class Choice(NamedTuple):
 def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_size: int, max_length: int,
                 beam_size: int, device: torch.device | str = "cpu",
                 guide: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                reorder: Callable[[torch.Tensor], None] | None = None) -> Candidates:
+                reorder: Callable[[torch.Tensor], None] | None = None,
+                start_only: torch.Tensor | None = None) -> Candidates:
     """Beam search of an autoregressive model, keeping all ``beam_size`` candidates.
 
     Args:
@@ -90,6 +91,9 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
         reorder: called after each step with the (B * K,) rows the beam kept, in
             their new order, so that a model's cached state (e.g.
             :class:`~peptide_losses.train.transformer.CachedDecoder`) follows them.
+        start_only: optional (V,) bool, True at tokens that may only open a peptide
+            (N-terminal modifications, :meth:`Vocabulary.start_only_mask`): no candidate
+            holds one after position 0, whatever the model gives them there.
 
     Returns:
         :class:`Candidates`, ranked within each spectrum by summed log-probability
@@ -118,10 +122,15 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
         logp = _step_output("next_log_probs", next_log_probs(tokens[:, :t]), count * k, vocab)
         if vocab is None:
             vocab = logp.shape[-1]
+            if start_only is not None and (start_only.dtype != torch.bool or tuple(start_only.shape) != (vocab,)):
+                raise ValueError(f"start_only must be a (V,) = ({vocab},) bool tensor, got {start_only.dtype} "
+                                 f"{tuple(start_only.shape)}")
             # A stopped beam can only go on with padding, at no cost.
             stay = torch.full_like(logp[0], -torch.inf)
             stay[0] = 0.0
         logp = torch.where(stopped[..., None], stay, torch.log_softmax(logp, -1).view(count, k, vocab))
+        if start_only is not None and t > 0:
+            logp = logp.masked_fill(start_only, -torch.inf)
         step_bonus = 0.0
         if guide is not None:
             step = _step_output("guide", guide(tokens[:, :t]), count * k, vocab).view(count, k, vocab)

@@ -101,8 +101,8 @@ class Sequencer:
                                  if decoding == "default" else {})).combined
         # An unfinished candidate is a truncated peptide, and one without a residue (stopped at once, or an
         # N-terminal modification alone) none at all.
-        residue = torch.tensor([not (self.vocabulary.is_special(t) or self.vocabulary.is_n_terminal(t))
-                                for t in self.vocabulary.tokens], device=found.tokens.device)
+        residue = (self.vocabulary.mass_tensor(device=found.tokens.device) != 0) & \
+            ~self.vocabulary.start_only_mask(device=found.tokens.device)
         peptide = found.finished & residue[found.tokens].any(-1)
         return found, Scores(torch.where(peptide, combined, -torch.inf), log_prob, beam.ppm, beam.spectrum)
 

@@ -339,6 +339,10 @@ class Vocabulary:
         """True for N-terminal modification tokens such as ``[Acetyl]-`` or ``[UNIMOD:1]``."""
         return not self.is_special(token) and bool(_N_TERM_TOKEN.fullmatch(token))
 
+    def start_only_mask(self, device=None) -> torch.Tensor:
+        """(V,) bool, True at the tokens that may only open a peptide (:meth:`is_n_terminal`)."""
+        return torch.tensor([self.is_n_terminal(token) for token in self.tokens], device=device)
+
     def mass_tensor(self, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
         """Token masses (V,) in Da, the ``masses`` argument of the losses."""
         return torch.tensor(self.masses, dtype=dtype, device=device)

@@ -214,12 +214,14 @@ def test_rerank_casanovos_beam_by_the_spectrum(real, tokenizer):
     assert torch.isfinite(scores[rows.present]).all() and scores[~rows.present].isposinf().all()
     # The spectrum decides among the candidates, never an empty slot (all candidates are out of tolerance).
     assert (ppm[rows.present] > 20.0).all()
-    assert torch.equal(choice.index, scores.where(rows.present, torch.inf).argmin(1))
+    # A spectrum whose beam Casanovo left empty has no candidate to choose: index -1 (decoding.rerank).
+    alive = rows.present.any(1)
+    assert torch.equal(choice.index, torch.where(alive, scores.where(rows.present, torch.inf).argmin(1), -1))
     assert best == [beam[i][2] if beam else "" for beam, i in zip(predictions, choice.index.tolist())]
 
     # Weight 0 with Casanovo's own scores: Casanovo's first (best) candidate.
     plain = rerank(rows.tokens, model_scores)
-    assert plain.index.tolist() == [0] * 6
+    assert plain.index.tolist() == [0 if beam else -1 for beam in predictions]
     assert [vocab.decode(t) for t in plain.tokens] == [beam[0][2] if beam else "" for beam in predictions]
     # With the precursor: the first of Casanovo's candidates within a tolerance that splits them.
     isotope0 = candidate_ppm(rows.tokens, vocab, batch["precursor_mz"], batch["precursor_charge"])
@@ -227,7 +229,8 @@ def test_rerank_casanovos_beam_by_the_spectrum(real, tokenizer):
     values = own_ppm[rows.present].unique()
     tolerance = float(values[len(values) // 2 - 1: len(values) // 2 + 1].mean())
     fits = own_ppm <= tolerance
-    want = [beam_fits.int().argmax().item() if beam_fits.any() else 0 for beam_fits in fits]
+    want = [beam_fits.int().argmax().item() if beam_fits.any() else (0 if beam else -1)
+            for beam_fits, beam in zip(fits, predictions)]
     assert 0 < fits[rows.present].sum() < rows.present.sum()
     assert rerank(rows.tokens, model_scores, precursor_ppm=isotope0, tolerance_ppm=tolerance).index.tolist() == want
 

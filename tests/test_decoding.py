@@ -221,3 +221,35 @@ def test_the_spectrum_guide_rewards_the_residue_whose_ions_are_observed():
     plain = beam_search(lambda prefix: torch.where(torch.arange(len(VOCAB)) == g, 0.0, -5.0).expand(prefix.shape[0], -1),
                         1, 3, 2)
     assert torch.equal(flat.tokens, plain.tokens) and torch.equal(flat.log_prob, plain.log_prob)
+
+
+def test_an_n_terminal_modification_is_never_proposed_after_position_0():
+    """A model that ranks [Acetyl]- first at every step: the beam (plain and start_only) and greedy may
+    open a peptide with it, but no candidate holds an N-terminal token after position 0."""
+    n_terminal = VOCAB.start_only_mask()
+    acetyl = VOCAB.index("[Acetyl]-")
+
+    def loves_acetyl(prefix):
+        logits = torch.zeros(prefix.shape[0], len(VOCAB))
+        logits[:, acetyl] = 5.0
+        logits[:, VOCAB.index("A")] = 4.0
+        logits[:, 0] = 3.0 if prefix.shape[1] >= 4 else -9.0
+        return logits
+
+    plain = beam_search(loves_acetyl, 2, 6, 3)
+    assert n_terminal[plain.tokens[..., 1:]].any()  # the unconstrained search does write them mid-peptide
+    found = beam_search(loves_acetyl, 2, 6, 3, start_only=n_terminal)
+    assert not n_terminal[found.tokens[..., 1:]].any()
+    assert (found.tokens[:, 0, 0] == acetyl).all() and found.finished[:, 0].all()  # the best opens with it
+    with pytest.raises(ValueError, match=r"start_only must be a \(V,\) = \(29,\) bool tensor"):
+        beam_search(loves_acetyl, 2, 6, 3, start_only=n_terminal[:-1])
+
+
+def test_greedy_and_beam_of_a_model_write_n_terminal_tokens_at_position_0_only():
+    model, _ = tiny_transformer(max_length=20)
+    with torch.no_grad():  # the output bias of every N-terminal token far above the rest
+        model.head.bias[VOCAB.start_only_mask()] += 50.0
+    batch = SimulatedTraining(load_config(overrides={"batch_size": 3}), VOCAB).batch(0)
+    n_terminal = VOCAB.start_only_mask()
+    for tokens in (greedy(model, batch), beam_candidates(model, batch, 3).tokens):
+        assert n_terminal[tokens[..., 0]].all() and not n_terminal[tokens[..., 1:]].any()

@@ -22,7 +22,8 @@ from .model import unwrap
 
 @torch.no_grad()
 def greedy(model, batch: SpectrumBatch) -> torch.Tensor:
-    """The most probable token at each step until every peptide has stopped: (B, L) tokens."""
+    """The most probable token at each step until every peptide has stopped, an N-terminal modification
+    only at position 0: (B, L) tokens."""
     model = unwrap(model)
     if not getattr(model, "autoregressive", False):
         return model(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)[-1].argmax(-1)
@@ -30,8 +31,10 @@ def greedy(model, batch: SpectrumBatch) -> torch.Tensor:
                                                  batch.charge))
     tokens = torch.zeros(len(batch), model.max_length, dtype=torch.long, device=batch.mz.device)
     stopped = torch.zeros(len(batch), dtype=torch.bool, device=batch.mz.device)
+    start_only = batch.vocabulary.start_only_mask(device=batch.mz.device)
     for t in range(model.max_length):
-        step = decoder(tokens[:, :t]).argmax(-1)
+        logits = decoder(tokens[:, :t])
+        step = (logits.masked_fill(start_only, -torch.inf) if t else logits).argmax(-1)
         tokens[:, t] = torch.where(stopped, 0, step)
         stopped |= step == 0
         if bool(stopped.all()):
@@ -42,8 +45,8 @@ def greedy(model, batch: SpectrumBatch) -> torch.Tensor:
 @torch.no_grad()
 def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: float | None = None) -> Candidates:
     """All ``beam_size`` candidates of the model's beam search (:func:`peptide_losses.decoding.beam_search`,
-    one cached decoder step per token); ``guide_weight``: guided by
-    :func:`peptide_losses.decoding.spectrum_guide` of that weight."""
+    one cached decoder step per token, N-terminal modifications only at position 0); ``guide_weight``:
+    guided by :func:`peptide_losses.decoding.spectrum_guide` of that weight."""
     model = unwrap(model)
     if not getattr(model, "autoregressive", False):
         raise ValueError("beam search needs an autoregressive model (model.kind 'transformer')")
@@ -56,7 +59,7 @@ def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: f
         guide = spectrum_guide(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge,
                                batch.vocabulary.mass_tensor(device=batch.mz.device), beam_size, weight=guide_weight)
     return beam_search(decoder, len(batch), model.max_length, beam_size, batch.mz.device, guide=guide,
-                       reorder=decoder.reorder)
+                       reorder=decoder.reorder, start_only=batch.vocabulary.start_only_mask(device=batch.mz.device))
 
 
 class ScoredBeam(NamedTuple):
