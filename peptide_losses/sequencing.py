@@ -7,6 +7,9 @@ spectra with one of :data:`DECODINGS` and returns, per spectrum, its candidates
 ranked by the decoding's combined score (:func:`peptide_losses.decoding.rerank`),
 higher = better:
 
+- ``judge``: the ``default`` beam, its candidates chosen and scored by the checkpoint's
+  :class:`~peptide_losses.judge.Judge` (``<checkpoint stem>.judge.json`` beside it): the score
+  is P(correct);
 - ``default``: the trainer's validation decoding, a spectrum-guided beam reranked by
   ``mean log-probability - 1[ppm > tolerance] - spectrum_weight * spectrum score``;
 - ``precursor-beam``: an unguided beam, ranked by ``mean log-probability - 1[ppm > tolerance]``;
@@ -14,7 +17,8 @@ higher = better:
   log-probability.
 
 A candidate that did not finish within the model's ``max_length`` tokens, or holds no
-residue, is no peptide and is never returned; a spectrum left with none has no PSM.
+residue, is no peptide and is never returned; nor is any candidate of a spectrum left without
+a peak by the preprocessing. A spectrum left with none has no PSM.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from typing import Iterable, NamedTuple, Sequence
 
 import torch
 
-from .decoding import Candidates, rerank
+from .decoding import rerank
+from .features import Beam, candidate_features
+from .judge import Judge, judge_path
 from .spectra import Spectrum, SpectrumBatch, collate
 from .vocabulary import Vocabulary
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().with_name("checkpoints") / "gpu_preset.pt"
-DECODINGS = ("default", "precursor-beam", "greedy")
+DECODINGS = ("judge", "default", "precursor-beam", "greedy")
 
 
 class CheckpointError(ValueError):
@@ -73,6 +79,7 @@ class Sequencer:
     vocabulary: Vocabulary
     device: torch.device
     backend: str = "auto"  # of the spectrum scores (peptide_losses.checks.BACKENDS)
+    judge: Judge | None = None
 
     @property
     def max_length(self) -> int:
@@ -83,32 +90,60 @@ class Sequencer:
         spectra = [dataclasses.replace(s, tokens=None) for s in spectra]
         return collate(spectra, self.vocabulary, max_length=self.max_length).to(self.device)
 
+    @property
+    def default_decoding(self) -> str:
+        """``judge`` where the checkpoint has one, else ``default``."""
+        return "judge" if self.judge is not None else "default"
+
     @torch.no_grad()
-    def candidates(self, batch: SpectrumBatch, decoding: str, beam_size: int | None) -> tuple[Candidates, Scores]:
-        """The decoding's candidates (B, K, L) and their :class:`Scores` (B, K)."""
+    def beam(self, batch: SpectrumBatch, beam_size: int | None = None, guided: bool = True) -> Beam:
+        """The model's beam with the evidence the decodings weigh (:class:`~peptide_losses.features.Beam`)."""
         from .train.decoding import scored_beam
 
+        scored = scored_beam(self.model, batch, self.config.decoding, self.config.losses.precursor.isotope_errors,
+                             beam_size=beam_size, guided=guided, backend=self.backend)
+        found = scored.candidates
+        # A spectrum without a peak (none left by the preprocessing) has nothing to read a peptide from.
+        valid = found.finished & self.is_peptide(found.tokens) & batch.peak_mask.any(-1, keepdim=True)
+        return Beam(found.tokens, found.log_prob, valid, scored.ppm, scored.spectrum)
+
+    def is_peptide(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Bool (...): the token row holds a residue (not only padding, a stop or an N-terminal modification)."""
+        residue = (self.vocabulary.mass_tensor(device=tokens.device) != 0) & \
+            ~self.vocabulary.start_only_mask(device=tokens.device)
+        return residue[tokens].any(-1)
+
+    def features(self, batch: SpectrumBatch, beam: Beam) -> torch.Tensor:
+        """(B, K, F) :func:`~peptide_losses.features.candidate_features` of the beam's candidates."""
+        return candidate_features(beam, self.vocabulary.mass_tensor(device=batch.mz.device),
+                                  self.vocabulary.start_only_mask(device=batch.mz.device), batch.mz, batch.intensity,
+                                  batch.peak_mask, self.config.decoding.precursor_tolerance_ppm)
+
+    @torch.no_grad()
+    def candidates(self, batch: SpectrumBatch, decoding: str, beam_size: int | None) -> tuple[Beam, Scores]:
+        """The decoding's beam (B, K, L) and its candidates' :class:`Scores` (B, K)."""
+        if decoding == "judge" and self.judge is None:
+            raise ValueError("decoding 'judge' needs the checkpoint's judge file (<checkpoint>.judge.json); "
+                             "fit one with peptide-losses fit-judge, or use --decoding default")
         settings = self.config.decoding
-        beam = scored_beam(self.model, batch, settings, self.config.losses.precursor.isotope_errors,
-                           beam_size=1 if decoding == "greedy" else beam_size, guided=decoding == "default",
-                           backend=self.backend)
-        found, log_prob = beam.candidates, beam.candidates.mean_log_prob()
+        beam = self.beam(batch, 1 if decoding == "greedy" else beam_size, guided=decoding in ("judge", "default"))
+        log_prob = beam.log_prob / ((beam.tokens != 0).sum(-1) + beam.finished).clamp_min(1)
         combined = log_prob
-        if decoding != "greedy":
-            combined = rerank(found.tokens, log_prob, precursor_ppm=beam.ppm,
+        if decoding == "judge":
+            combined = self.judge.probability(self.features(batch, beam), beam.finished)
+        elif decoding != "greedy":
+            combined = rerank(beam.tokens, log_prob, precursor_ppm=beam.ppm,
                               tolerance_ppm=settings.precursor_tolerance_ppm,
                               **({"spectrum_scores": beam.spectrum, "weight": settings.spectrum_weight}
                                  if decoding == "default" else {})).combined
-        # An unfinished candidate is a truncated peptide, and one without a residue (stopped at once, or an
-        # N-terminal modification alone) none at all.
-        residue = (self.vocabulary.mass_tensor(device=found.tokens.device) != 0) & \
-            ~self.vocabulary.start_only_mask(device=found.tokens.device)
-        peptide = found.finished & residue[found.tokens].any(-1)
-        return found, Scores(torch.where(peptide, combined, -torch.inf), log_prob, beam.ppm, beam.spectrum)
+        # An unfinished candidate is a truncated peptide, and one without a residue none at all.
+        return beam, Scores(torch.where(beam.finished, combined, -torch.inf), log_prob, beam.ppm, beam.spectrum)
 
-    def sequence(self, spectra: Sequence[Spectrum], decoding: str = "default", beam_size: int | None = None,
+    def sequence(self, spectra: Sequence[Spectrum], decoding: str | None = None, beam_size: int | None = None,
                  top_k: int = 1) -> list[list[Candidate]]:
-        """Up to ``top_k`` candidates per spectrum, best first (an empty list: none finished)."""
+        """Up to ``top_k`` candidates per spectrum, best first (an empty list: none finished);
+        ``decoding`` None: :attr:`default_decoding`."""
+        decoding = decoding or self.default_decoding
         if decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
         if top_k < 1 or (beam_size is not None and beam_size < 1):
@@ -171,4 +206,5 @@ def load_sequencer(path: str | Path | None = None, device: str | torch.device = 
                               f"({len(vocabulary)} tokens, fingerprint {vocabulary.fingerprint}): "
                               f"{str(err).splitlines()[0]}") from None
     model.eval()
-    return Sequencer(model, config, vocabulary, device)
+    judge = Judge.load(judge_path(path)) if judge_path(path).is_file() else None
+    return Sequencer(model, config, vocabulary, device, judge=judge)

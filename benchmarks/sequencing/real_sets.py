@@ -5,8 +5,8 @@ decoding, measured exactly as a user runs it: the command line writes mzTab, `ev
     python -m benchmarks.sequencing.real_sets --device cuda        # one GPU
 
 For each set (the Casanovo sample and the MassIVE-KB test half; never the calibration half) and
-each decoding (greedy, the precursor beam, the default spectrum-guided beam with spectrum
-rerank), the shipped checkpoint sequences every spectrum (top 1 PSM) and `evaluate` scores the
+each decoding (greedy, the precursor beam, the spectrum-guided beam with spectrum rerank, and
+the same beam chosen by the shipped judge, fitted on the calibration half), the shipped checkpoint sequences every spectrum (top 1 PSM) and `evaluate` scores the
 file. Seconds are the whole command (model load, reading, decoding, writing), divided into
 seconds per 1,000 spectra. Writes ``results/<device>/sequencing.{md,json}``.
 """
@@ -30,7 +30,7 @@ from peptide_losses.sequencing import load_sequencer
 
 from ..environment import RESULTS_ROOT, describe, slug
 
-DECODINGS = ("greedy", "precursor-beam", "default")
+DECODINGS = ("greedy", "precursor-beam", "default", "judge")
 
 
 def run(argv: list[str]) -> str:

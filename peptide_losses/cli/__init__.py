@@ -3,6 +3,7 @@
     peptide-losses sequence SPECTRA -o psms.mztab [--checkpoint PATH] [--beam-size K] [--top-k N]
     peptide-losses rescore PSMS.mztab SPECTRA -o rescored.mztab [--weight W]
     peptide-losses evaluate PSMS.mztab ANNOTATED [--peprec FILE] [--plot curve.png] [--json out.json]
+    peptide-losses fit-judge ANNOTATED -o JUDGE.json [--peprec FILE] [--checkpoint PATH]
 
 SPECTRA and ANNOTATED are MGF or mzML files, or the name of a real set that ships with the
 package (:data:`peptide_losses.datasets.REAL_SETS`). Bad input (a missing or malformed file, a
@@ -15,9 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import evaluate, rescore, sequence
+from . import evaluate, fit_judge, rescore, sequence
 
-COMMANDS = {"sequence": sequence, "rescore": rescore, "evaluate": evaluate}
+COMMANDS = {"sequence": sequence, "rescore": rescore, "evaluate": evaluate, "fit-judge": fit_judge}
 #: Exit code of bad input, as argparse uses for a bad command line.
 BAD_INPUT = 2
 

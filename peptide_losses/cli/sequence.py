@@ -1,8 +1,9 @@
 """De novo peptides for every spectrum of a file, written as mzTab PSMs.
 
 The model is the checkpoint's (default: the GPU preset's, shipped with the package);
-each spectrum gets up to --top-k PSMs, ranked by the decoding's combined score
-(search_engine_score[1], higher = better; see peptide_losses.sequencing). A spectrum
+each spectrum gets up to --top-k PSMs, ranked by the decoding's score (search_engine_score[1],
+higher = better): by default the checkpoint's judge's P(correct) (peptide_losses.judge;
+see peptide_losses.sequencing for the other decodings). A spectrum
 none of whose candidates finished within the model's max_length tokens gets no PSM
 and is counted in the closing summary.
 
@@ -21,7 +22,8 @@ import torch
 from .. import __version__
 from ..checks import BACKENDS
 from ..mztab import PSM, write_psms
-from ..sequencing import DECODINGS, DEFAULT_CHECKPOINT, load_sequencer
+from ..judge import Judge
+from ..sequencing import DECODINGS, DEFAULT_CHECKPOINT, Sequencer, load_sequencer
 from .inputs import SPECTRA_HELP, read_input, spectra_path
 
 HELP = "de novo peptides for every spectrum of a file, as mzTab"
@@ -31,9 +33,12 @@ def add_arguments(p) -> None:
     p.add_argument("spectra", metavar="SPECTRA", help=SPECTRA_HELP)
     p.add_argument("-o", "--output", required=True, metavar="PSMS.mztab", help="the mzTab file to write")
     p.add_argument("--checkpoint", help=f"a trainer checkpoint (default: the shipped {DEFAULT_CHECKPOINT.name})")
-    p.add_argument("--decoding", choices=DECODINGS, default="default",
-                   help="default: spectrum-guided beam + spectrum rerank; precursor-beam: beam + precursor "
-                        "demotion; greedy: one path (default: %(default)s)")
+    p.add_argument("--judge", metavar="JUDGE.json",
+                   help="a judge from peptide-losses fit-judge (default: the checkpoint's <stem>.judge.json)")
+    p.add_argument("--decoding", choices=DECODINGS,
+                   help="judge: the guided beam chosen and scored by the checkpoint's judge (P(correct)); default: "
+                        "spectrum-guided beam + spectrum rerank; precursor-beam: beam + precursor demotion; greedy: "
+                        "one path (default: judge where the checkpoint has one, else default)")
     p.add_argument("--beam-size", type=int, metavar="K", help="candidates per spectrum (default: the checkpoint's, 20)")
     p.add_argument("--top-k", type=int, default=1, metavar="N", help="PSMs written per spectrum (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
@@ -54,6 +59,15 @@ def _device(name: str) -> torch.device:
     return device
 
 
+def load(args) -> Sequencer:
+    """The command's sequencer: --checkpoint on --device with --judge, the spectrum scores by --backend."""
+    sequencer = load_sequencer(args.checkpoint, _device(args.device))
+    changes = {"backend": getattr(args, "backend", "auto")}
+    if getattr(args, "judge", None):
+        changes["judge"] = Judge.load(args.judge)
+    return dataclasses.replace(sequencer, **changes)
+
+
 def run(args) -> int:
     for flag, value in (("--beam-size", args.beam_size), ("--top-k", args.top_k), ("--batch-size", args.batch_size),
                         ("--threads", args.threads)):
@@ -62,7 +76,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    sequencer = dataclasses.replace(load_sequencer(args.checkpoint, _device(args.device)), backend=args.backend)
+    sequencer = load(args)
     spectra = read_input(args.spectra, sequencer.vocabulary)
     from tqdm import tqdm
 
@@ -78,7 +92,7 @@ def run(args) -> int:
                              c.score, c.log_prob, c.ppm, c.spectrum_score)
                          for rank, c in enumerate(candidates, start=1)]
             bar.update(len(chunk))
-    settings = (f"decoding={args.decoding} beam_size={args.beam_size or sequencer.config.decoding.beam_size} "
+    settings = (f"decoding={args.decoding or sequencer.default_decoding} beam_size={args.beam_size or sequencer.config.decoding.beam_size} "
                 f"top_k={args.top_k} checkpoint={args.checkpoint or DEFAULT_CHECKPOINT.name}")
     written = write_psms(args.output, psms, sequencer.vocabulary, spectra_file=spectra_path(args.spectra),
                          software=f"peptide_losses {__version__}",
@@ -86,6 +100,6 @@ def run(args) -> int:
     seconds = time.perf_counter() - started
     print(f"peptide-losses sequence: {len(spectra)} spectra in {seconds:.1f} s "
           f"({1000 * seconds / len(spectra):.1f} s per 1,000); {len(spectra) - missing} with a PSM, {missing} without "
-          f"(no candidate finished within {sequencer.max_length} tokens and could be scored); {written} PSMs -> {args.output}",
+          f"(no peak after preprocessing, or no candidate finished within {sequencer.max_length} tokens); {written} PSMs -> {args.output}",
           file=sys.stderr)
     return 0

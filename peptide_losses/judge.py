@@ -1,0 +1,95 @@
+"""P(correct) of each candidate peptide from its :mod:`~peptide_losses.features`: a logistic
+regression that chooses among a beam's candidates and is the confidence of the one it chooses.
+
+A :class:`Judge` is fitted (:func:`fit_judge`) on labelled beams, candidates labelled 1 where the
+peptide matches the annotation (Casanovo's mass-based match, I = L), and saved as JSON beside the
+model checkpoint it judges (``<checkpoint stem>.judge.json``). The weights act on standardised
+features, so their sizes compare.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .features import FEATURES
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A fitted judge: per feature of ``features`` its ``mean`` and ``scale`` (standardisation) and
+    ``weight``; the ``bias``; ``fitted_on`` says on what data."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weight: tuple[float, ...]
+    bias: float
+    fitted_on: str
+
+    def __post_init__(self) -> None:
+        if tuple(self.features) != FEATURES:
+            raise ValueError(f"this judge reads features {list(self.features)}, this package computes "
+                             f"{list(FEATURES)}: refit it (peptide-losses fit-judge)")
+        if not len(self.mean) == len(self.scale) == len(self.weight) == len(FEATURES):
+            raise ValueError(f"a judge needs {len(FEATURES)} means, scales and weights")
+
+    def logit(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., F) features -> (...) log-odds of being correct."""
+        x = features.double()
+        mean, scale, weight = (torch.tensor(v, dtype=torch.float64, device=x.device)
+                               for v in (self.mean, self.scale, self.weight))
+        return ((x - mean) / scale) @ weight + self.bias
+
+    def probability(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, K) P(correct), NaN at candidates that are not ``valid`` (never chosen by
+        :func:`peptide_losses.decoding.rerank`)."""
+        return torch.where(valid, torch.sigmoid(self.logit(features)), torch.nan)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Judge":
+        try:
+            record = json.loads(Path(path).read_text())
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+        except (OSError, json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"{path}: not a judge file: {err}") from None
+
+
+def judge_path(checkpoint: str | Path) -> Path:
+    """Where the judge of a checkpoint lives: ``<stem>.judge.json`` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.judge.json")
+
+
+def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, l2: float = 1e-2, fitted_on: str = "") -> Judge:
+    """A logistic regression of ``labels`` (R,) bool on ``features`` (R, F), L2-penalised by ``l2``
+    on the standardised weights; full-batch L-BFGS in float64 from zero weights, so the same data
+    give the same judge."""
+    x, y = features.double(), labels.double()
+    if x.dim() != 2 or x.shape[1] != len(FEATURES) or y.shape != x.shape[:1]:
+        raise ValueError(f"features must be (R, {len(FEATURES)}) and labels (R,), got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    if not 0 < float(y.sum()) < len(y):
+        raise ValueError(f"labels need both classes: {int(y.sum())} correct of {len(y)} candidates")
+    mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)
+    z = (x - mean) / scale
+    weight = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-12,
+                                  line_search_fn="strong_wolfe")
+
+    def loss():
+        optimizer.zero_grad()
+        value = torch.nn.functional.binary_cross_entropy_with_logits(z @ weight + bias, y) + l2 * weight.square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    return Judge(FEATURES, tuple(mean.tolist()), tuple(scale.tolist()), tuple(weight.detach().tolist()),
+                 float(bias.detach()), fitted_on)

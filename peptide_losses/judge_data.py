@@ -1,0 +1,52 @@
+"""Labelled beams for fitting and measuring a :class:`~peptide_losses.judge.Judge`: each annotated
+spectrum decoded by the model's default (spectrum-guided) beam, every candidate's features and
+whether it matches the annotation (Casanovo's mass-based match, I = L)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+
+from .sequencing import Sequencer
+from .spectra import Spectrum
+from .train.metrics import peptide_matches
+
+
+class LabelledBeams(NamedTuple):
+    """(S, K, ...) over S spectra: ``features`` (S, K, F), ``valid`` (S, K) candidates that are
+    peptides, ``correct`` (S, K) matches, and the default decoding's ``default`` choice (S,) index
+    (-1: none)."""
+
+    features: torch.Tensor
+    valid: torch.Tensor
+    correct: torch.Tensor
+    default: torch.Tensor
+
+
+@torch.no_grad()
+def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size: int | None = None,
+                   batch_size: int = 64, progress=None) -> LabelledBeams:
+    """The labelled beams of annotated ``spectra`` (each with ``tokens``); ``progress(n)`` after each batch."""
+    parts = []
+    masses = sequencer.vocabulary.mass_tensor()
+    for start in range(0, len(spectra), batch_size):
+        chunk = list(spectra[start:start + batch_size])
+        if any(s.tokens is None for s in chunk):
+            raise ValueError("every spectrum needs an annotation to label its beam")
+        batch = sequencer.batch(chunk)
+        beam, scores = sequencer.candidates(batch, "default", beam_size)
+        s, k, length = beam.tokens.shape
+        truth = torch.zeros(s, max(length, max(len(x.tokens) for x in chunk)), dtype=torch.long)
+        for b, x in enumerate(chunk):
+            truth[b, :len(x.tokens)] = torch.tensor(x.tokens)
+        tokens = beam.tokens.cpu()
+        width = max(tokens.shape[-1], truth.shape[-1])
+        pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
+        correct = peptide_matches(pad(tokens.reshape(s * k, -1)), pad(truth).repeat_interleave(k, 0), masses)
+        default = torch.where(scores.combined.isfinite().any(-1), scores.combined.nan_to_num(-torch.inf).argmax(-1), -1)
+        parts.append((sequencer.features(batch, beam).cpu(), beam.finished.cpu(), correct.view(s, k) & beam.finished.cpu(),
+                      default.cpu()))
+        if progress is not None:
+            progress(len(chunk))
+    return LabelledBeams(*(torch.cat(p) for p in zip(*parts)))

@@ -1,0 +1,127 @@
+"""The judge's features against ions weighed independently (pyteomics), its fit, its file, and the
+shipped judge on simulated spectra."""
+
+import pytest
+import torch
+from pyteomics import mass
+
+from peptide_losses import Vocabulary
+from peptide_losses.features import FEATURES, Beam, candidate_features, fragment_evidence
+from peptide_losses.judge import Judge, fit_judge, judge_path
+from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
+from peptide_losses.train.metrics import peptide_matches
+from peptide_losses.train.simulate import SpectrumSimulator, generator, split_peptides
+from peptide_losses.spectra import Preprocessing
+
+VOCAB = Vocabulary.default()
+ACETYL = 42.010565
+FRAGMENTS = FEATURES[FEATURES.index("intensity_explained"):]
+
+
+def evidence(sequence: str, peaks: list[tuple[float, float]]) -> dict[str, float]:
+    tokens = torch.tensor(VOCAB.encode(sequence))[None, None]
+    mz = torch.tensor([[p[0] for p in peaks]], dtype=torch.float64)
+    intensity = torch.tensor([[p[1] for p in peaks]])
+    out = fragment_evidence(tokens, VOCAB.mass_tensor(), VOCAB.start_only_mask(), mz, intensity,
+                            torch.ones_like(intensity, dtype=torch.bool))
+    return dict(zip(FRAGMENTS, out[0, 0].tolist()))
+
+
+def b(prefix: str, charge: int = 1, delta: float = 0.0) -> float:
+    return mass.fast_mass(prefix, ion_type="b", charge=charge) + delta / charge
+
+
+def y(suffix: str, charge: int = 1) -> float:
+    return mass.fast_mass(suffix, ion_type="y", charge=charge)
+
+
+def test_fragment_evidence_counts_pyteomics_ions():
+    """PEPTK with b1, b2, b3 (singly charged), y1 doubly charged and one unexplained peak: sites 1-3 by
+    their b ions, site 4 by y1; b3 and y2 both would pair site 3, but y2 is absent."""
+    peaks = [(b("P"), 1.0), (b("PE"), 2.0), (b("PEP"), 1.0), (y("K", 2), 3.0), (400.123, 3.0)]
+    got = evidence("PEPTK", sorted(peaks))
+    assert got["intensity_explained"] == pytest.approx(7 / 10)
+    assert got["peaks_explained"] == pytest.approx(4 / 5)
+    assert got["b_matched"] == pytest.approx(3 / 4) and got["y_matched"] == pytest.approx(1 / 4)
+    assert got["longest_ladder"] == 1.0 and got["complementary"] == 0.0
+    assert got["first_site"] == got["second_site"] == got["last_site"] == got["second_last_site"] == 1.0
+
+
+def test_complementary_pairs_and_a_broken_ladder():
+    """PEPTIDEK with b2, y6 (the complement of b2), b5 and y2: sites 2, 5 and 6 covered."""
+    peaks = [(b("PE"), 1.0), (y("PTIDEK"), 1.0), (b("PEPTI"), 1.0), (y("EK"), 1.0)]
+    got = evidence("PEPTIDEK", sorted(peaks))
+    assert got["complementary"] == pytest.approx(1 / 7)
+    assert got["b_matched"] == pytest.approx(2 / 7) and got["y_matched"] == pytest.approx(2 / 7)
+    assert got["longest_ladder"] == pytest.approx(2 / 7)  # sites 5 and 6
+    assert (got["first_site"], got["second_site"], got["last_site"], got["second_last_site"]) == (0, 1, 0, 1)
+
+
+def test_an_n_terminal_modification_belongs_to_the_first_residues_ions():
+    """[Acetyl]-PEPK: b1 is acetyl + P; a peak at the acetyl alone (+ proton) is no ion."""
+    proton = mass.fast_mass("", ion_type="b", charge=1)  # a b ion of no residue: the proton alone
+    peaks = [(ACETYL + proton, 5.0),
+             (b("P", delta=ACETYL), 1.0), (b("PE", delta=ACETYL), 1.0), (b("PEP", delta=ACETYL), 1.0)]
+    got = evidence("[Acetyl]-PEPK", sorted(peaks))
+    assert got["b_matched"] == 1.0 and got["first_site"] == 1.0
+    assert got["intensity_explained"] == pytest.approx(3 / 8)
+
+
+def test_candidate_features_are_finite_for_every_slot_and_rank_the_best_first():
+    tokens = torch.tensor([[VOCAB.encode("PEPK"), VOCAB.encode("PEKP"), [0] * 4]])
+    beam = Beam(tokens, torch.tensor([[-1.0, -3.0, -torch.inf]]), torch.tensor([[True, True, False]]),
+                torch.tensor([[1.0, 2.0, torch.nan]]), torch.tensor([[0.01, torch.inf, torch.inf]]))
+    mz = torch.tensor([[b("P"), b("PE"), 500.0]])
+    features = candidate_features(beam, VOCAB.mass_tensor(), VOCAB.start_only_mask(), mz, torch.ones(1, 3),
+                                  torch.ones(1, 3, dtype=torch.bool))
+    assert features.shape == (1, 3, len(FEATURES)) and features.isfinite().all()
+    column = {name: features[0, :, i].tolist() for i, name in enumerate(FEATURES)}
+    assert column["model_rank"][:2] == pytest.approx([0.0, 1 / 3])
+    assert column["model_margin"][:2] == pytest.approx([0.0, 2 / 5])  # mean log-probs -1/5 and -3/5
+    assert column["spectrum_rank"][:2] == pytest.approx([0.0, 1 / 3]) and column["precursor_fits"] == [1, 1, 0]
+
+
+def toy(n=400, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, len(FEATURES), generator=generator)
+    labels = x[:, 0] + 0.5 * torch.randn(n, generator=generator) > 1.0
+    return x, labels
+
+
+def test_fit_is_deterministic_and_finds_the_informative_feature():
+    x, labels = toy()
+    first, again = fit_judge(x, labels), fit_judge(x, labels)
+    assert first == again
+    weights = torch.tensor(first.weight).abs()
+    assert int(weights.argmax()) == 0 and first.weight[0] > 0
+    with pytest.raises(ValueError, match="both classes"):
+        fit_judge(x, torch.zeros(len(x), dtype=torch.bool))
+
+
+def test_judge_file_round_trip_and_refuses_other_features(tmp_path):
+    judge = fit_judge(*toy(), fitted_on="toy")
+    path = tmp_path / "model.judge.json"
+    judge.save(path)
+    assert Judge.load(path) == judge and judge_path(tmp_path / "model.pt") == path
+    path.write_text(path.read_text().replace('"mean_log_prob"', '"something_else"'))
+    with pytest.raises(ValueError, match="refit it"):
+        Judge.load(path)
+
+
+def test_the_shipped_judge_is_confident_on_simulated_easy_spectra_it_gets_right():
+    """Simulated easy spectra of peptides never trained on: the judge's choice is right for most, with
+    P(correct) near 1 on those (it was fitted on real spectra only)."""
+    sequencer = load_sequencer(DEFAULT_CHECKPOINT)
+    assert sequencer.judge is not None and sequencer.default_decoding == "judge"
+    sim = sequencer.config.simulation
+    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+    batch = SpectrumSimulator(peptides, sim.easy, VOCAB, Preprocessing(), sequencer.max_length).sample(
+        16, generator("cpu", 7, 1))
+    beam = sequencer.beam(batch, beam_size=5)
+    probability = sequencer.judge.probability(sequencer.features(batch, beam), beam.finished)
+    index = probability.nan_to_num(-1.0).argmax(-1)
+    chosen = beam.tokens[torch.arange(16), index]
+    right = peptide_matches(chosen, batch.tokens, VOCAB.mass_tensor())
+    confidence = probability.gather(1, index[:, None])[:, 0]
+    assert right.float().mean() >= 0.75
+    assert confidence[right].mean() >= 0.75
