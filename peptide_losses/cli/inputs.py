@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..checks import BACKENDS
 from ..datasets import REAL_SETS, real_set
 from ..spectra import Preprocessing
 from ..spectra_files import Indexed, annotate, read_spectra
 from ..vocabulary import Vocabulary
 
 SPECTRA_HELP = f"an MGF or mzML file, or a real set shipped with the package: {', '.join(REAL_SETS)}"
+
+
+def add_backend_argument(p) -> None:
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="spectrum scorer: the Triton kernel (GPU) or the plain PyTorch reference (default: auto)")
 
 
 def spectra_path(source: str) -> Path:

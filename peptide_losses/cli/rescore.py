@@ -19,14 +19,13 @@ import sys
 
 import torch
 
-from ..checks import BACKENDS
 from ..decoding import candidate_ppm
 from ..integrations.candidates import candidate_tokens
 from ..mztab import SCORE_COLUMN, MzTabError, psm_lines, read_psms
 from ..scoring import SCORE_DEFAULTS, spectrum_scores
 from ..spectra import collate
 from ..vocabulary import Vocabulary
-from .inputs import SPECTRA_HELP, read_input
+from .inputs import SPECTRA_HELP, add_backend_argument, read_input
 
 HELP = "rerank another tool's PSMs (mzTab) by the spectrum and the precursor"
 DEFAULT_WEIGHT = 100.0
@@ -46,8 +45,7 @@ def add_arguments(p) -> None:
                         "(default: %(default)s; 0 keeps the tool's order)")
     p.add_argument("--precursor-tolerance", type=float, default=20.0, metavar="PPM",
                    help="precursor tolerance in ppm (default: %(default)s)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="spectrum scorer: the Triton kernel (GPU) or the plain PyTorch reference (default: auto)")
+    add_backend_argument(p)
     p.add_argument("--isotope-errors", type=int, nargs="+", default=[0, 1], metavar="I",
                    help="isotope errors allowed when matching the precursor (default: 0 1, as Casanovo)")
 
@@ -56,7 +54,7 @@ def evidence(sequences: list[list[str]], spectra, vocabulary: Vocabulary, tolera
              backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, K) spectrum scores (Da), precursor ppm (the smallest over ``isotope_errors``) and the cost
     ``spectrum score + PRECURSOR_PENALTY * 1[ppm > tolerance]`` of each spectrum's candidates
-    (NaN past a spectrum's own candidates)."""
+    (K = the most of any spectrum: a spectrum with fewer has empty slots past its own)."""
     k = max(map(len, sequences))
     rows = candidate_tokens(sequences, vocabulary, beam_size=k).tokens
     batch = collate(list(spectra), vocabulary)

@@ -20,11 +20,10 @@ import time
 import torch
 
 from .. import __version__
-from ..checks import BACKENDS
 from ..mztab import PSM, write_psms
 from ..judge import Judge
 from ..sequencing import DECODINGS, DEFAULT_CHECKPOINT, Sequencer, load_sequencer
-from .inputs import SPECTRA_HELP, read_input, spectra_path
+from .inputs import SPECTRA_HELP, add_backend_argument, read_input, spectra_path
 
 HELP = "de novo peptides for every spectrum of a file, as mzTab"
 
@@ -44,8 +43,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--batch-size", type=int, default=64, metavar="B", help="spectra per batch (default: 64)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="spectrum scorer: the Triton kernel (GPU) or the plain PyTorch reference (default: auto)")
+    add_backend_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
