@@ -16,6 +16,10 @@ from pathlib import Path
 import torch
 
 from .features import FEATURES
+from .predicted_intensity import FEATURE as INTENSITY_FEATURE
+
+#: The features a judge reads: without ms2pip, and with its predicted-intensity correlation.
+FEATURE_SETS = {False: FEATURES, True: (*FEATURES, INTENSITY_FEATURE)}
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,16 @@ class Judge:
     fitted_on: str
 
     def __post_init__(self) -> None:
-        if tuple(self.features) != FEATURES:
+        if tuple(self.features) not in FEATURE_SETS.values():
             raise ValueError(f"this judge reads features {list(self.features)}, this package computes "
-                             f"{list(FEATURES)}: refit it (peptide-losses fit-judge)")
-        if not len(self.mean) == len(self.scale) == len(self.weight) == len(FEATURES):
-            raise ValueError(f"a judge needs {len(FEATURES)} means, scales and weights")
+                             f"{list(FEATURE_SETS[True])} (the last with ms2pip): refit it (peptide-losses fit-judge)")
+        if not len(self.mean) == len(self.scale) == len(self.weight) == len(self.features):
+            raise ValueError(f"a judge needs {len(self.features)} means, scales and weights")
+
+    @property
+    def uses_intensity(self) -> bool:
+        """It reads ms2pip's predicted-intensity correlation (needs ms2pip to run)."""
+        return INTENSITY_FEATURE in self.features
 
     def logit(self, features: torch.Tensor) -> torch.Tensor:
         """(..., F) features -> (...) log-odds of being correct."""
@@ -68,13 +77,14 @@ def judge_path(checkpoint: str | Path) -> Path:
 
 
 def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, l2: float = 1e-2, fitted_on: str = "") -> Judge:
-    """A logistic regression of ``labels`` (R,) bool on ``features`` (R, F), L2-penalised by ``l2``
-    on the standardised weights; full-batch L-BFGS in float64 from zero weights, so the same data
-    give the same judge."""
+    """A logistic regression of ``labels`` (R,) bool on ``features`` (R, F), F the width of one of
+    :data:`FEATURE_SETS`, L2-penalised by ``l2`` on the standardised weights; full-batch L-BFGS in
+    float64 from zero weights, so the same data give the same judge."""
     x, y = features.double(), labels.double()
-    if x.dim() != 2 or x.shape[1] != len(FEATURES) or y.shape != x.shape[:1]:
-        raise ValueError(f"features must be (R, {len(FEATURES)}) and labels (R,), got {tuple(x.shape)} and "
-                         f"{tuple(y.shape)}")
+    widths = {len(names): names for names in FEATURE_SETS.values()}
+    if x.dim() != 2 or x.shape[1] not in widths or y.shape != x.shape[:1]:
+        raise ValueError(f"features must be (R, F) with F in {sorted(widths)} and labels (R,), got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
     if not 0 < float(y.sum()) < len(y):
         raise ValueError(f"labels need both classes: {int(y.sum())} correct of {len(y)} candidates")
     mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)
@@ -91,5 +101,5 @@ def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, l2: float = 1e-2,
         return value
 
     optimizer.step(loss)
-    return Judge(FEATURES, tuple(mean.tolist()), tuple(scale.tolist()), tuple(weight.detach().tolist()),
+    return Judge(widths[x.shape[1]], tuple(mean.tolist()), tuple(scale.tolist()), tuple(weight.detach().tolist()),
                  float(bias.detach()), fitted_on)

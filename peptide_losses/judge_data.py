@@ -26,8 +26,9 @@ class LabelledBeams(NamedTuple):
 
 @torch.no_grad()
 def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size: int | None = None,
-                   batch_size: int = 64, progress=None) -> LabelledBeams:
-    """The labelled beams of annotated ``spectra`` (each with ``tokens``); ``progress(n)`` after each batch."""
+                   batch_size: int = 64, progress=None, intensity: bool = False) -> LabelledBeams:
+    """The labelled beams of annotated ``spectra`` (each with ``tokens``), the features with ms2pip's
+    correlation last if ``intensity``; ``progress(n)`` after each batch."""
     parts = []
     masses = sequencer.vocabulary.mass_tensor()
     for start in range(0, len(spectra), batch_size):
@@ -45,7 +46,7 @@ def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size:
         pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
         correct = peptide_matches(pad(tokens.reshape(s * k, -1)), pad(truth).repeat_interleave(k, 0), masses)
         default = torch.where(scores.combined.isfinite().any(-1), scores.combined.nan_to_num(-torch.inf).argmax(-1), -1)
-        parts.append((sequencer.features(batch, beam).cpu(), beam.finished.cpu(), correct.view(s, k) & beam.finished.cpu(),
+        parts.append((sequencer.features(batch, beam, intensity).cpu(), beam.finished.cpu(), correct.view(s, k) & beam.finished.cpu(),
                       default.cpu()))
         if progress is not None:
             progress(len(chunk))

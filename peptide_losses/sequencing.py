@@ -8,8 +8,8 @@ ranked by the decoding's combined score (:func:`peptide_losses.decoding.rerank`)
 higher = better:
 
 - ``judge``: the ``default`` beam, its candidates chosen and scored by the checkpoint's
-  :class:`~peptide_losses.judge.Judge` (``<checkpoint stem>.judge.json`` beside it): the score
-  is P(correct);
+  :class:`~peptide_losses.judge.Judge` (``<checkpoint stem>.judge.json`` beside it, or one
+  given): the score is P(correct);
 - ``default``: the trainer's validation decoding, a spectrum-guided beam reranked by
   ``mean log-probability - 1[ppm > tolerance] - spectrum_weight * spectrum score``;
 - ``precursor-beam``: an unguided beam, ranked by ``mean log-probability - 1[ppm > tolerance]``;
@@ -32,6 +32,7 @@ import torch
 from .decoding import rerank
 from .features import Beam, candidate_features
 from .judge import Judge, judge_path
+from .predicted_intensity import correlations
 from .spectra import Spectrum, SpectrumBatch, collate
 from .vocabulary import Vocabulary
 
@@ -113,11 +114,20 @@ class Sequencer:
             ~self.vocabulary.start_only_mask(device=tokens.device)
         return residue[tokens].any(-1)
 
-    def features(self, batch: SpectrumBatch, beam: Beam) -> torch.Tensor:
-        """(B, K, F) :func:`~peptide_losses.features.candidate_features` of the beam's candidates."""
-        return candidate_features(beam, self.vocabulary.mass_tensor(device=batch.mz.device),
-                                  self.vocabulary.start_only_mask(device=batch.mz.device), batch.mz, batch.intensity,
-                                  batch.peak_mask, self.config.decoding.precursor_tolerance_ppm)
+    def features(self, batch: SpectrumBatch, beam: Beam, intensity: bool | None = None) -> torch.Tensor:
+        """(B, K, F) :func:`~peptide_losses.features.candidate_features` of the beam's candidates, and
+        with ``intensity`` (None: as the judge reads) ms2pip's correlation last
+        (:mod:`peptide_losses.predicted_intensity`)."""
+        features = candidate_features(beam, self.vocabulary.mass_tensor(device=batch.mz.device),
+                                      self.vocabulary.start_only_mask(device=batch.mz.device), batch.mz,
+                                      batch.intensity, batch.peak_mask, self.config.decoding.precursor_tolerance_ppm)
+        if intensity is None:
+            intensity = self.judge is not None and self.judge.uses_intensity
+        if not intensity:
+            return features
+        correlation = correlations(beam.tokens, beam.finished, self.vocabulary, batch.mz, batch.intensity,
+                                   batch.peak_mask, batch.charge)
+        return torch.cat([features, correlation[..., None]], -1)
 
     @torch.no_grad()
     def candidates(self, batch: SpectrumBatch, decoding: str, beam_size: int | None) -> tuple[Beam, Scores]:

@@ -329,3 +329,17 @@ def test_psm_lines_refuses_rows_of_another_width(tmp_path):
                     "PSM\tPEPK\tindex=0\t1.0\n")
     with pytest.raises(MzTabError, match="line 3: spectra_ref 'index=0' is not ms_run"):
         read_psms(path)
+
+
+def test_a_judge_that_reads_ms2pip_is_refused_where_ms2pip_is_missing(tmp_path, capsys, monkeypatch):
+    from peptide_losses.cli import sequence
+    from peptide_losses.judge import Judge, judge_path
+
+    plain = Judge.load(judge_path(DEFAULT_CHECKPOINT))
+    with_ms2pip = Judge((*plain.features, "ms2pip_correlation"), (*plain.mean, 0.0), (*plain.scale, 1.0),
+                        (*plain.weight, 1.0), plain.bias, "test")
+    path = tmp_path / "ms2pip.judge.json"
+    with_ms2pip.save(path)
+    monkeypatch.setattr(sequence, "ms2pip_available", lambda: False)
+    code, _, err = run_cli(capsys, "sequence", CASANOVO_MGF, "-o", tmp_path / "o.mztab", "--judge", path)
+    assert code == 2 and "ms2pip.judge.json: this judge reads ms2pip's predicted intensities" in err

@@ -1,6 +1,7 @@
 """The judge's features against ions weighed independently (pyteomics), its fit, its file, and the
 shipped judge on simulated spectra."""
 
+import numpy as np
 import pytest
 import torch
 from pyteomics import mass
@@ -8,6 +9,7 @@ from pyteomics import mass
 from peptide_losses import Vocabulary
 from peptide_losses.features import FEATURES, Beam, candidate_features, fragment_evidence
 from peptide_losses.judge import Judge, fit_judge, judge_path
+from peptide_losses.predicted_intensity import correlations
 from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
 from peptide_losses.train.metrics import peptide_matches
 from peptide_losses.train.simulate import SpectrumSimulator, generator, split_peptides
@@ -125,3 +127,42 @@ def test_the_shipped_judge_is_confident_on_simulated_easy_spectra_it_gets_right(
     confidence = probability.gather(1, index[:, None])[:, 0]
     assert right.float().mean() >= 0.75
     assert confidence[right].mean() >= 0.75
+
+
+def fake_ms2pip(table):
+    """ms2pip's output for the peptides in ``table`` ({peptide: (b, y) linear intensities, b[k] / y[k] the
+    ion of k + 1 residues}) as log2(I + 0.001); it records what it was asked."""
+    asked = []
+
+    def predict(items):
+        asked.extend(items)
+        return [{ion: np.log2(np.asarray(table[p][i]) + 0.001) for i, ion in enumerate("by")} if p in table else None
+                for p, _ in items]
+
+    predict.asked = asked
+    return predict
+
+
+def test_predicted_intensity_correlation_against_pyteomics_ions():
+    """[Acetyl]-PEM[Oxidation]K (ms2pip sees PEMK) on a spectrum whose peaks sit at its b and y ions
+    (pyteomics' m/z, the modifications added) with the square roots of the predicted intensities:
+    correlation 1. The same prediction for PEMK with its peaks shuffled: below 1; a candidate that is
+    not valid, or whose peptide ms2pip cannot take, gets 0."""
+    b_int, y_int = [0.04, 0.25, 0.01], [0.36, 0.09, 0.16]
+    predictor = fake_ms2pip({"PEMK": (b_int, y_int)})
+    oxidation = 15.994915
+    b_mz = [b("P", delta=ACETYL), b("PE", delta=ACETYL), b("PEM", delta=ACETYL + oxidation)]
+    y_mz = [y("K"), y("MK") + oxidation, y("EMK") + oxidation]
+    peaks = sorted(zip(b_mz + y_mz, np.sqrt(b_int + y_int)))
+    shuffled = sorted(zip(b_mz + y_mz, np.sqrt(b_int + y_int)[[3, 0, 5, 1, 4, 2]]))
+    mz = torch.tensor([[p[0] for p in peaks], [p[0] for p in shuffled]], dtype=torch.float64)
+    intensity = torch.tensor([[p[1] for p in peaks], [p[1] for p in shuffled]])
+    rows = [VOCAB.encode("[Acetyl]-PEM[Oxidation]K"), VOCAB.encode("AAAAAA")]
+    tokens = torch.tensor([[r + [0] * (6 - len(r)) for r in rows]] * 2)
+    valid = torch.tensor([[True, True], [True, False]])
+    got = correlations(tokens, valid, VOCAB, mz, intensity, torch.ones_like(mz, dtype=torch.bool),
+                       torch.tensor([2, 2]), predictor)
+    assert got[0, 0] == pytest.approx(1.0, abs=1e-6)
+    assert got[1, 0] < 0.9 and got[0, 1] == 0.0 and got[1, 1] == 0.0
+    assert ("PEMK", 2) in predictor.asked and ("AAAAAA", 2) in predictor.asked  # the invalid one is not asked
+    assert len(predictor.asked) == 3

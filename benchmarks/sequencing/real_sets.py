@@ -6,7 +6,8 @@ decoding, measured exactly as a user runs it: the command line writes mzTab, `ev
 
 For each set (the Casanovo sample and the MassIVE-KB test half; never the calibration half) and
 each decoding (greedy, the precursor beam, the spectrum-guided beam with spectrum rerank, and
-the same beam chosen by the shipped judge, fitted on the calibration half), the shipped checkpoint sequences every spectrum (top 1 PSM) and `evaluate` scores the
+the same beam chosen by the shipped judges, fitted on the calibration half: without ms2pip, and
+with ms2pip's predicted intensities where ms2pip is installed), the shipped checkpoint sequences every spectrum (top 1 PSM) and `evaluate` scores the
 file. Seconds are the whole command (model load, reading, decoding, writing), divided into
 seconds per 1,000 spectra. Writes ``results/<device>/sequencing.{md,json}``.
 """
@@ -26,11 +27,20 @@ import torch
 from peptide_losses import Vocabulary
 from peptide_losses.cli import main as cli
 from peptide_losses.datasets import REPORTED_SETS, real_set
-from peptide_losses.sequencing import load_sequencer
+from peptide_losses.judge import judge_path
+from peptide_losses.predicted_intensity import available as ms2pip_available
+from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
 
 from ..environment import RESULTS_ROOT, describe, slug
 
-DECODINGS = ("greedy", "precursor-beam", "default", "judge")
+def variants() -> dict[str, list[str]]:
+    """The decodings measured, as ``sequence`` options: the judge-free ones, the shipped judge without
+    ms2pip, and (where ms2pip is installed) the one that reads its predicted intensities."""
+    out = {name: ["--decoding", name] for name in ("greedy", "precursor-beam", "default")}
+    out["judge"] = ["--decoding", "judge", "--judge", str(judge_path(DEFAULT_CHECKPOINT))]
+    if ms2pip_available():
+        out["judge + ms2pip"] = ["--decoding", "judge", "--judge", str(RESULTS_ROOT / "cpu" / "judge-ms2pip.json")]
+    return out
 
 
 def run(argv: list[str]) -> str:
@@ -43,12 +53,12 @@ def run(argv: list[str]) -> str:
     return err.getvalue()
 
 
-def measure(name: str, decoding: str, device: str, beam_size: int | None, folder: Path) -> dict:
-    psms, metrics = folder / f"{name}-{decoding}.mztab", folder / f"{name}-{decoding}.json"
-    options = ["--beam-size", str(beam_size)] if beam_size else []
+def measure(name: str, decoding: str, options: list[str], device: str, beam_size: int | None, folder: Path) -> dict:
+    stem = f"{name}-{decoding}".replace(" ", "")
+    psms, metrics = folder / f"{stem}.mztab", folder / f"{stem}.json"
+    options = options + (["--beam-size", str(beam_size)] if beam_size else [])
     start = time.perf_counter()
-    summary = run(["sequence", name, "-o", str(psms), "--decoding", decoding, "--device", device, "--no-progress",
-                   *options])
+    summary = run(["sequence", name, "-o", str(psms), "--device", device, "--no-progress", *options])
     seconds = time.perf_counter() - start
     run(["evaluate", str(psms), name, "--json", str(metrics)])
     result = json.loads(metrics.read_text())
@@ -89,8 +99,8 @@ def main(argv=None) -> Path:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name in REPORTED_SETS:
-            for decoding in DECODINGS:
-                rows.append(measure(name, decoding, args.device, args.beam_size, Path(folder)))
+            for decoding, options in variants().items():
+                rows.append(measure(name, decoding, options, args.device, args.beam_size, Path(folder)))
                 print(f"{name} {decoding}: recall {rows[-1]['peptide_recall']:.3f} in {rows[-1]['seconds']:.1f} s")
     out = Path(args.results) / ("cpu" if device.type == "cpu" else slug(environment["device"]))
     out.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ import torch
 from .. import __version__
 from ..mztab import PSM, write_psms
 from ..judge import Judge
+from ..predicted_intensity import available as ms2pip_available
 from ..sequencing import DECODINGS, DEFAULT_CHECKPOINT, Sequencer, load_sequencer
 from .inputs import SPECTRA_HELP, add_backend_argument, read_input, spectra_path
 
@@ -63,6 +64,9 @@ def load(args) -> Sequencer:
     changes = {"backend": getattr(args, "backend", "auto")}
     if getattr(args, "judge", None):
         changes["judge"] = Judge.load(args.judge)
+        if changes["judge"].uses_intensity and not ms2pip_available():
+            raise ValueError(f"{args.judge}: this judge reads ms2pip's predicted intensities, and ms2pip is not "
+                             "installed (pip install -e '.[simulate]')")
     return dataclasses.replace(sequencer, **changes)
 
 
