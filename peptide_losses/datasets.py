@@ -15,6 +15,8 @@ sources, checksums and how the split was drawn.
 from __future__ import annotations
 
 import csv
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -67,3 +69,15 @@ def real_set(name: str, vocabulary: Vocabulary, preprocessing: Preprocessing | N
         halves = massivekb_split()
         spectra = [item for item in spectra if halves[item.spectrum.title] == split]
     return spectra
+
+
+def peptide_key(sequence: str) -> str:
+    """A peptide as no spectrum can tell it from its twins: residues only (modifications dropped), I as L."""
+    return re.sub(r"[^A-Z]", "", re.sub(r"\[[^\]]*\]", "", sequence)).replace("I", "L")
+
+
+@lru_cache(maxsize=1)
+def evaluation_peptides() -> frozenset[str]:
+    """:func:`peptide_key` of every peptide of every shipped real set: none may be a training peptide."""
+    vocabulary = Vocabulary.default()
+    return frozenset(peptide_key(item.spectrum.sequence) for name in REAL_SETS for item in real_set(name, vocabulary))

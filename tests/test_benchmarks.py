@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -338,3 +339,21 @@ def test_cpu_results_default_to_a_git_ignored_folder_and_out_names_another():
     assert run.CPU_RESULTS_ROOT.relative_to(run.RESULTS_ROOT.parents[1]).parts[0] == "runs"  # .gitignore: runs/
     assert run.parse_args(["--device", "cpu", "--out", "elsewhere"]).results == Path("elsewhere")
     assert run._fma_rate(5e10) == "50.0 G FMA/s" and run._fma_rate(6.7e13) == "67.0 T FMA/s"
+
+
+def test_sim_to_real_smoke_run_and_its_ion_table(tmp_path):
+    """The distance benchmark's smoke mode writes every statistic; its ions are pyteomics' and a sample's
+    distance to itself is 0."""
+    from pyteomics import mass
+
+    from benchmarks.training import sim_to_real
+
+    table = (sim_to_real.main(["--smoke", "--results", str(tmp_path)])).read_text()
+    for statistic in (*sim_to_real.STATISTICS, "pattern"):
+        assert f"| {statistic}" in table
+    residues = [mass.std_aa_mass[r] for r in "PEPTK"]
+    ions = sim_to_real.ion_table(residues, 2)
+    assert ions["b"][:4] == pytest.approx([mass.fast_mass(p, ion_type="b", charge=1) for p in ("P", "PE", "PEP", "PEPT")])
+    assert ions["y"][:4] == pytest.approx([mass.fast_mass(s, ion_type="y", charge=1) for s in ("EPTK", "PTK", "TK", "K")])
+    values = np.random.default_rng(0).normal(size=50)
+    assert sim_to_real.distance(values, values) == 0 and sim_to_real.distance(values, values + 1) > 0.5

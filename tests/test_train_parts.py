@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -90,6 +91,21 @@ def test_peptides_are_tryptic_and_validation_peptides_are_never_trained_on():
     assert set(peptides) <= set(tryptic_peptides(2 * PROTEINS))
 
 
+def test_no_peptide_of_a_real_evaluation_set_is_ever_a_training_peptide(monkeypatch):
+    """A proteome that holds real evaluation peptides (one as written, one with I for L): neither trains."""
+    from peptide_losses.datasets import REAL_SETS, evaluation_peptides, real_set
+    from peptide_losses.train import simulate
+
+    sample = [s.sequence for _, s in real_set("massivekb-test", VOCAB)[:2]]
+    plain = [re.sub(r"\[[^\]]*\]-?", "", seq) for seq in sample]
+    twin = plain[1].replace("L", "I")
+    monkeypatch.setattr(simulate, "tryptic_peptides", lambda n: ("PEPTIDEK", plain[0], twin, "AAAAAAAK"))
+    monkeypatch.setattr(simulate, "is_validation_peptide", lambda peptide, fraction: False)
+    train, _ = simulate.split_peptides(0.1, PROTEINS)
+    assert train == ["PEPTIDEK", "AAAAAAAK"]
+    assert len(evaluation_peptides()) >= 600 and set(REAL_SETS) >= {"casanovo-sample", "massivekb-test"}
+
+
 def test_simulation_is_deterministic_and_consistent_with_its_annotation():
     c = config()
     train, _ = split_peptides(0.1, PROTEINS)
@@ -111,6 +127,25 @@ def test_simulation_is_deterministic_and_consistent_with_its_annotation():
         assert a.peak_mask[row, :n].all() and not a.peak_mask[row, n:].any() and 0 < n <= 150
         assert torch.all(a.mz[row, 1:n] >= a.mz[row, : n - 1]) and (a.mz[row, n:] == 0).all()
         assert float(a.intensity[row, :n].max()) == pytest.approx(1.0)
+
+
+def test_simulating_given_peptides_and_charges_changes_nothing_else():
+    """``sample(pick=, charge=)`` writes exactly those peptides at those charges; with the charges a
+    batch drew itself, the batch is that batch (the replaced draws are still made)."""
+    c = config()
+    train, _ = split_peptides(0.1, PROTEINS)
+    sim = simulator(train, c.simulation.easy)
+    drawn = sim.sample(8, generator("cpu", 5))
+    again = sim.sample(8, generator("cpu", 5), charge=drawn.charge)
+    for name in ("tokens", "mz", "intensity", "peak_mask", "precursor_mz", "charge"):
+        assert torch.equal(getattr(drawn, name), getattr(again, name)), name
+    pick, charge = torch.tensor([3, 1, 4, 1]), torch.tensor([2, 3, 4, 1])
+    given = sim.sample(4, generator("cpu", 5), pick=pick, charge=charge)
+    assert given.charge.tolist() == charge.tolist()
+    plain = [VOCAB.decode(row[row != 0].tolist()).replace("[Oxidation]", "").replace("[Carbamidomethyl]", "")
+             for row in given.tokens]
+    assert plain == [[p for p in train if c.simulation.easy.min_length <= len(p) <= c.simulation.easy.max_length][i]
+                     for i in pick.tolist()]
 
 
 def intensity_on_fragments(batch, tolerance=0.05):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..constants import C13_C12, CO, H2O, NH3, PROTON
+from ..datasets import evaluation_peptides, peptide_key
 from ..spectra import Preprocessing, SpectrumBatch
 from ..vocabulary import Vocabulary
 from .config import SimulationSettings
@@ -71,12 +72,18 @@ def is_validation_peptide(peptide: str, fraction: float) -> bool:
 
 
 def split_peptides(fraction: float, n_proteins: int) -> tuple[list[str], list[str]]:
-    """(training, validation) peptides of the proteome; about ``fraction`` of them validate."""
+    """(training, validation) peptides of the proteome; about ``fraction`` of them validate. No
+    peptide of a shipped real set (:func:`peptide_losses.datasets.evaluation_peptides`) is ever a
+    training peptide."""
     if not 0 < fraction < 1:
         raise ValueError(f"validation_peptide_fraction must be in (0, 1), got {fraction}")
+    held_out = evaluation_peptides()
     train, valid = [], []
     for peptide in tryptic_peptides(n_proteins):
-        (valid if is_validation_peptide(peptide, fraction) else train).append(peptide)
+        if is_validation_peptide(peptide, fraction):
+            valid.append(peptide)
+        elif peptide_key(peptide) not in held_out:
+            train.append(peptide)
     return train, valid
 
 
@@ -145,8 +152,15 @@ class SpectrumSimulator:
         """The number of distinct peptides drawn from."""
         return self.tokens.shape[0]
 
-    def sample(self, count: int, generator: torch.Generator) -> SpectrumBatch:
-        """``count`` spectra of peptides drawn uniformly, preprocessed, as a batch on the simulator's device."""
+    def sample(self, count: int, generator: torch.Generator, pick: torch.Tensor | None = None,
+               charge: torch.Tensor | None = None) -> SpectrumBatch:
+        """``count`` spectra of peptides drawn uniformly, preprocessed, as a batch on the simulator's device.
+
+        ``pick`` (count,): the peptides' indices instead (in the order given at construction, after
+        the length filter); ``charge`` (count,): their precursor charges instead of the drawn ones
+        (both to simulate known peptides, e.g. real spectra's, one for one). The draws they replace
+        are still made, so the rest of a batch is the same with them or without.
+        """
         s, dev, g = self.settings, self.device, generator
         f64 = torch.float64
 
@@ -156,13 +170,17 @@ class SpectrumSimulator:
         def normal(*shape):
             return torch.randn(shape, generator=g, device=dev, dtype=f64)
 
-        pick = torch.randint(0, len(self), (count,), generator=g, device=dev)
+        drawn = torch.randint(0, len(self), (count,), generator=g, device=dev)
+        pick = drawn if pick is None else pick.to(dev)
         tokens, n = self.tokens[pick], self.lengths[pick]
         oxidise = (tokens == self.methionine) & (uniform(*tokens.shape) < s.oxidation_rate)
         tokens = torch.where(oxidise, self.oxidised, tokens)
         masses = self.masses[tokens]
         peptide_mass = masses.sum(1) + H2O
-        charge = torch.searchsorted(self.charge_cdf, uniform(count, 1)).squeeze(1).clamp_max(self.max_charge - 1) + 1
+        drawn = torch.searchsorted(self.charge_cdf, uniform(count, 1)).squeeze(1).clamp_max(self.max_charge - 1) + 1
+        charge = drawn if charge is None else charge.to(dev)
+        # Given charges may pass the split's: read once, outside the training path (no host sync there).
+        max_charge = self.max_charge if charge is drawn else max(self.max_charge, int(charge.max()))
 
         # Slot l is the cleavage after residue l + 1; real slots are l < n - 1.
         prefix = masses.cumsum(1)[:, :-1]
@@ -187,7 +205,7 @@ class SpectrumSimulator:
 
         missing = s.missing_rate[0] + (s.missing_rate[1] - s.missing_rate[0]) * uniform(count, 1)
         mz, intensity, valid = [], [], []
-        for z in range(1, max(1, self.max_charge - 1) + 1):
+        for z in range(1, max(1, max_charge - 1) + 1):
             ion = (neutral + z * PROTON) / z
             mz.append(ion * (1 + s.mz_jitter_ppm * 1e-6 * normal(*ion.shape)))
             intensity.append(strength * 0.5 ** (z - 1) * torch.exp(0.6 * normal(*ion.shape)))
@@ -203,7 +221,7 @@ class SpectrumSimulator:
         precursor_mz = (peptide_mass + isotope + charge * PROTON) / charge * (1 + s.precursor_jitter_ppm * 1e-6 * normal(count))
         peaks_mz, peaks_intensity, peak_mask = self.preprocessing.batch(
             torch.cat(mz, 1), torch.cat(intensity, 1), torch.cat(valid, 1), precursor_mz, charge,
-            max_charge=self.max_charge,
+            max_charge=max_charge,
         )
         return SpectrumBatch(
             mz=peaks_mz.float(), intensity=peaks_intensity.float(), peak_mask=peak_mask,
