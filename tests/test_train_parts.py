@@ -148,6 +148,39 @@ def test_simulating_given_peptides_and_charges_changes_nothing_else():
                      for i in pick.tolist()]
 
 
+@pytest.mark.parametrize("name", ["internal_rate", "immonium_rate", "a_ion_rate", "oxidation_rate"])
+def test_a_simulation_rate_outside_0_1_is_refused_by_name(name):
+    with pytest.raises(ValueError, match=rf"simulation.hard.{name} must be in \[0, 1\], got 1.5"):
+        config(simulation={"hard": {name: 1.5}})
+
+
+def test_internal_fragments_and_immonium_ions_appear_at_the_rates_asked():
+    """Without noise, missing fragments or jitter: of the internal fragments (2-4 residues, neither
+    terminus; m/z from the vocabulary's masses + a proton, computed here) about ``internal_rate``
+    have a peak, and every immonium ion inside the m/z window does; rate 0 adds none."""
+    c = config()
+    train, _ = split_peptides(0.1, PROTEINS)
+    quiet = replace(c.simulation.easy, noise_peaks=[0, 0], missing_rate=[0.0, 0.0], mz_jitter_ppm=0.0,
+                    internal_rate=0.5, immonium_rate=1.0)
+    keep_all = Preprocessing(min_intensity=0.0, max_peaks=1000)
+    with_extras = SpectrumSimulator(train, quiet, VOCAB, keep_all, 20).sample(64, generator("cpu", 3))
+    without = SpectrumSimulator(train, replace(quiet, internal_rate=0.0, immonium_rate=0.0), VOCAB, keep_all,
+                                20).sample(64, generator("cpu", 3))
+    proton, co = 1.007276467, 27.994915
+    found = {"internal": [], "immonium": []}
+    for row in range(64):
+        masses = VOCAB.mass_tensor()[with_extras.tokens[row][with_extras.mask[row]]].tolist()
+        peaks = with_extras.mz[row][with_extras.peak_mask[row]].double().numpy()
+        near = lambda m: bool((np.abs(peaks - m) < 0.01).any())  # noqa: E731
+        n = len(masses)
+        found["internal"] += [near(sum(masses[i:i + span]) + proton) for span in (2, 3, 4)
+                              for i in range(1, n - span)]
+        found["immonium"] += [near(m - co + proton) for m in masses if 50 <= m - co + proton <= 2500]
+    assert 0.4 < np.mean(found["internal"]) < 0.65
+    assert np.mean(found["immonium"]) == 1.0
+    assert (with_extras.peak_mask.sum(1) > without.peak_mask.sum(1)).all()
+
+
 def intensity_on_fragments(batch, tolerance=0.05):
     """Per spectrum, the share of its intensity within ``tolerance`` Da of a b/y ion of its annotation."""
     out = []

@@ -134,7 +134,8 @@ class SimulationSettings:
     peaks; each fragment missing with a probability drawn from ``missing_rate``
     [low, high] per spectrum; fragment m/z jitter and precursor m/z jitter (ppm,
     standard deviation); the rate of a +1 isotope precursor, of oxidised
-    methionines, and of a-ion / water-or-ammonia-loss companions per fragment.
+    methionines, of a-ion / water-or-ammonia-loss companions per fragment, of each
+    internal fragment (2-4 residues, neither terminus) and of each residue's immonium ion.
     ``intensities``: the b/y intensity model, ``"shape"`` (position-dependent,
     y twice b) or ``"ms2pip"`` (predicted, cached: :mod:`.intensities`);
     with ``"ms2pip"``, ``predicted_fraction`` of the spectra (drawn per spectrum)
@@ -152,6 +153,8 @@ class SimulationSettings:
     oxidation_rate: float
     a_ion_rate: float
     neutral_loss_rate: float
+    internal_rate: float
+    immonium_rate: float
     intensities: str
     predicted_fraction: float
 
@@ -275,8 +278,10 @@ class TrainConfig:
             if sim.intensities not in INTENSITY_MODELS:
                 raise ValueError(f"simulation.{split}.intensities must be one of {INTENSITY_MODELS}, "
                                  f"got {sim.intensities!r}")
-            if not 0 <= sim.predicted_fraction <= 1:
-                raise ValueError(f"simulation.{split}.predicted_fraction must be in [0, 1], got {sim.predicted_fraction}")
+            for name in ("predicted_fraction", "isotope_error_rate", "oxidation_rate", "a_ion_rate", "neutral_loss_rate",
+                         "internal_rate", "immonium_rate"):
+                if not 0 <= getattr(sim, name) <= 1:
+                    raise ValueError(f"simulation.{split}.{name} must be in [0, 1], got {getattr(sim, name)}")
             if not 2 <= sim.min_length <= sim.max_length <= self.max_length:
                 raise ValueError(
                     f"simulation.{split}: need 2 <= min_length <= max_length <= max_length of the run ({self.max_length})"

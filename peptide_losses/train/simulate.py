@@ -219,6 +219,11 @@ class SpectrumSimulator:
 
         isotope = torch.where(uniform(count) < s.isotope_error_rate, C13_C12, 0.0)
         precursor_mz = (peptide_mass + isotope + charge * PROTON) / charge * (1 + s.precursor_jitter_ppm * 1e-6 * normal(count))
+        # Drawn last and only when asked for, so that a split without them draws what it always drew.
+        if s.internal_rate > 0:
+            self._internal_fragments(masses, n, shape, s.internal_rate, uniform, normal, mz, intensity, valid)
+        if s.immonium_rate > 0:
+            self._immonium_ions(masses, n, shape, s.immonium_rate, uniform, normal, mz, intensity, valid)
         peaks_mz, peaks_intensity, peak_mask = self.preprocessing.batch(
             torch.cat(mz, 1), torch.cat(intensity, 1), torch.cat(valid, 1), precursor_mz, charge,
             max_charge=max_charge,
@@ -227,3 +232,29 @@ class SpectrumSimulator:
             mz=peaks_mz.float(), intensity=peaks_intensity.float(), peak_mask=peak_mask,
             precursor_mz=precursor_mz, charge=charge, tokens=tokens, mask=tokens != 0, vocabulary=self.vocabulary,
         )
+
+    @staticmethod
+    def _internal_fragments(masses, n, shape, rate, uniform, normal, mz, intensity, valid) -> None:
+        """Singly charged internal b-type fragments of 2-4 residues that hold neither terminus, each present
+        with probability ``rate``, a fifth of the mean cleavage strength (appended to the peak lists)."""
+        count, length = masses.shape
+        edges = torch.nn.functional.pad(masses.cumsum(1), (1, 0))  # mass before residue i, i = 0..L
+        mean = (shape.sum(1) / (n - 1).clamp_min(1))[:, None]
+        for span in (2, 3, 4):
+            if length - span - 1 < 1:
+                continue
+            start = torch.arange(1, length - span, device=masses.device)[None]  # residues start..start+span-1
+            fragment = edges[:, start[0] + span] - edges[:, start[0]]
+            mz.append(fragment + PROTON)
+            intensity.append(0.2 * mean * torch.exp(0.6 * normal(count, start.shape[1])))
+            valid.append((start + span <= (n - 1)[:, None]) & (uniform(count, start.shape[1]) < rate))
+
+    @staticmethod
+    def _immonium_ions(masses, n, shape, rate, uniform, normal, mz, intensity, valid) -> None:
+        """Each residue's immonium ion (residue - CO + proton), present with probability ``rate``, a tenth of
+        the mean cleavage strength (appended to the peak lists)."""
+        count, length = masses.shape
+        mean = (shape.sum(1) / (n - 1).clamp_min(1))[:, None]
+        mz.append(masses - CO + PROTON)
+        intensity.append(0.1 * mean * torch.exp(0.6 * normal(count, length)))
+        valid.append((torch.arange(length, device=masses.device)[None] < n[:, None]) & (uniform(count, length) < rate))
