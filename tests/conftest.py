@@ -63,9 +63,11 @@ def pytest_collection_modifyitems(config, items):
     config.hook.pytest_deselected(items=[item for item in items if owner[item.nodeid] != index])
     items[:] = keep
 
-#: The de novo tools the integration tests drive. They cannot share one environment
-#: (casanovo 5.2.1 pins numpy < 2, instanovo 1.2.2 needs numpy >= 2).
-INTEGRATIONS = ("casanovo", "instanovo")
+#: The tools the integration tests drive, each in an environment of its own in CI (casanovo 5.2.1
+#: pins numpy < 2, instanovo 1.2.2 needs numpy >= 2, ms2pip 4.1.2 pyteomics < 5), and the extra
+#: that installs each.
+INTEGRATIONS = ("casanovo", "instanovo", "ms2pip")
+EXTRAS = {"casanovo": "casanovo", "instanovo": "instanovo", "ms2pip": "simulate"}
 #: Comma-separated tools that must be installed (a missing one fails its tests);
 #: unset, CI requires all of INTEGRATIONS and a developer none.
 REQUIRE_ENV = "PEPTIDE_LOSSES_REQUIRE"
@@ -80,12 +82,17 @@ def optional_package(name: str):
         required = INTEGRATIONS if listed is None and os.environ.get("CI") else (listed or "").split(",")
         if name in required:
             pytest.fail(f"{name} is required here ({REQUIRE_ENV}={listed!r}, CI={os.environ.get('CI')!r}): {error}")
-        pytest.skip(f"{name} is not installed (pip install -e '.[{name}]')")
+        pytest.skip(f"{name} is not installed (pip install -e '.[{EXTRAS[name]}]')")
 
 
 @pytest.fixture(scope="session")
 def casanovo():
     return optional_package("casanovo")
+
+
+@pytest.fixture(scope="session")
+def ms2pip():
+    return optional_package("ms2pip")
 
 
 @pytest.fixture(scope="session")
