@@ -56,8 +56,12 @@ class Candidates(NamedTuple):
 
     def mean_log_prob(self) -> torch.Tensor:
         """(B, K) log-probability per token, the stop token counted (the beam's ranking)."""
-        residues = (self.tokens != 0).sum(-1)
-        return self.log_prob / (residues + self.finished).clamp_min(1)
+        return mean_log_prob(self.tokens, self.log_prob, self.finished)
+
+
+def mean_log_prob(tokens: torch.Tensor, log_prob: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
+    """(B, K) summed ``log_prob`` per token of rows (B, K, L), a ``finished`` row's stop token counted."""
+    return log_prob / ((tokens != 0).sum(-1) + finished).clamp_min(1)
 
 
 class Choice(NamedTuple):

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 from .constants import H2O, PROTON
+from .decoding import mean_log_prob
 
 #: Feature names, in the order of the last axis of :func:`candidate_features`.
 FEATURES = (
@@ -39,6 +40,10 @@ class Beam(NamedTuple):
     finished: torch.Tensor
     ppm: torch.Tensor
     spectrum: torch.Tensor
+
+    def mean_log_prob(self) -> torch.Tensor:
+        """(B, K) log-probability per token (:func:`peptide_losses.decoding.mean_log_prob`)."""
+        return mean_log_prob(self.tokens, self.log_prob, self.finished)
 
 
 def _rank(values: torch.Tensor, valid: torch.Tensor, descending: bool) -> torch.Tensor:
@@ -133,7 +138,7 @@ def candidate_features(beam: Beam, masses: torch.Tensor, start_only: torch.Tenso
     candidate's +inf spectrum score) become finite stand-ins: the judge sees every row, and
     :class:`~peptide_losses.judge.Judge` never chooses an invalid one."""
     residues = (beam.tokens != 0).sum(-1)
-    mean = beam.log_prob / (residues + beam.finished).clamp_min(1)
+    mean = beam.mean_log_prob()
     valid = beam.finished & mean.isfinite()
     spectrum = torch.where(beam.spectrum.isfinite(), beam.spectrum, WORST_SPECTRUM_SCORE).clamp_max(
         WORST_SPECTRUM_SCORE)

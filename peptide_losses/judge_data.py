@@ -8,6 +8,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from .checks import choose
 from .sequencing import Sequencer
 from .spectra import Spectrum
 from .train.metrics import peptide_matches
@@ -45,7 +46,7 @@ def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size:
         width = max(tokens.shape[-1], truth.shape[-1])
         pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
         correct = peptide_matches(pad(tokens.reshape(s * k, -1)), pad(truth).repeat_interleave(k, 0), masses)
-        default = torch.where(scores.combined.isfinite().any(-1), scores.combined.nan_to_num(-torch.inf).argmax(-1), -1)
+        default = choose(scores.combined)
         parts.append((sequencer.features(batch, beam, intensity).cpu(), beam.finished.cpu(), correct.view(s, k) & beam.finished.cpu(),
                       default.cpu()))
         if progress is not None:

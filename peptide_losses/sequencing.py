@@ -137,7 +137,7 @@ class Sequencer:
                              "fit one with peptide-losses fit-judge, or use --decoding default")
         settings = self.config.decoding
         beam = self.beam(batch, 1 if decoding == "greedy" else beam_size, guided=decoding in ("judge", "default"))
-        log_prob = beam.log_prob / ((beam.tokens != 0).sum(-1) + beam.finished).clamp_min(1)
+        log_prob = beam.mean_log_prob()
         combined = log_prob
         if decoding == "judge":
             combined = self.judge.probability(self.features(batch, beam), beam.finished)

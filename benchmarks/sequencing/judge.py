@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from peptide_losses.checks import choose
 from peptide_losses.datasets import real_set
 from peptide_losses.evaluation import precision_coverage
 from peptide_losses.features import FEATURES
@@ -50,12 +51,6 @@ SIMULATED_SIZE = 256
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FOLDS = 5
 BINS = 10
-
-
-def choose(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(S,) index of the highest valid score per spectrum, -1 where none is valid."""
-    masked = torch.where(valid, scores, -torch.inf)
-    return torch.where(valid.any(-1), masked.argmax(-1), -1)
 
 
 def picked(beams: LabelledBeams, index: torch.Tensor) -> torch.Tensor:
@@ -92,7 +87,7 @@ def cross_validated_loss(beams: LabelledBeams, l2: float) -> float:
 
 def measure(beams: LabelledBeams, judge) -> dict:
     probability = judge.probability(beams.features, beams.valid)
-    index = choose(probability, beams.valid)
+    index = choose(probability)  # NaN at invalid candidates: never chosen
     right, default_right = picked(beams, index), picked(beams, beams.default)
     chosen = index >= 0
     confidence = probability.gather(1, index.clamp_min(0)[:, None])[:, 0]
