@@ -321,6 +321,22 @@ def choose(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(finite.any(1), best, -1)
 
 
+# ---- the device
+
+
+def checked_device(name: str, what: str = "--device") -> torch.device:
+    """The torch device ``name`` names, if this machine has it: ValueError naming ``what`` for a name
+    torch cannot read, or CUDA where torch sees no GPU (checked before any work is done)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"{what} {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} {name!r}: torch sees no CUDA GPU here (torch {torch.__version__}, "
+                         f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+    return device
+
+
 # ---- the backend
 
 # Looked up once: what is installed does not change while running, and torch.compile

@@ -278,6 +278,8 @@ BAD_INPUTS = {
     "checkpoint of another vocabulary": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "o.mztab", "--checkpoint",
                                                     _foreign_checkpoint(t)], "foreign.pt: its weights do not fit"),
     "bad top-k": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "o.mztab", "--top-k", "0"], "--top-k must be >= 1"),
+    "unknown device": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "o.mztab", "--device", "gpu0"],
+                       "--device 'gpu0'"),
     "unknown modification": (lambda t: ["evaluate", CASANOVO_MZTAB, CASANOVO_MGF, "--peprec",
                                         _peprec(t, "1|Phospho")], "unknown modification 'Phospho'"),
     "spectra_ref of no spectrum (rescore)": (lambda t: ["rescore", _psms_of(t, "index=99"), CASANOVO_MGF, "-o",

@@ -20,6 +20,7 @@ import time
 import torch
 
 from .. import __version__
+from ..checks import checked_device
 from ..mztab import PSM, write_psms
 from ..judge import Judge
 from ..predicted_intensity import available as ms2pip_available
@@ -48,19 +49,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"--device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this machine has no CUDA GPU that torch can use")
-    return device
-
-
 def load(args) -> Sequencer:
     """The command's sequencer: --checkpoint on --device with --judge, the spectrum scores by --backend."""
-    sequencer = load_sequencer(args.checkpoint, _device(args.device))
+    sequencer = load_sequencer(args.checkpoint, checked_device(args.device))
     changes = {"backend": getattr(args, "backend", "auto")}
     if getattr(args, "judge", None):
         changes["judge"] = Judge.load(args.judge)

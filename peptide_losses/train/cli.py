@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..checks import BACKENDS
+from ..checks import BACKENDS, checked_device
 from ..datasets import REAL_SETS, REPORTED_SETS
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .config import config_from_dict, load_config, merge_settings, preset_names, with_defaults
@@ -103,15 +103,6 @@ def _config(args):
     return load_config(args.config, _overrides(args), preset=args.preset)
 
 
-def _check_device(device: str) -> None:
-    """A CUDA device this machine has, before anything (the run folder) is made."""
-    import torch
-
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device / device {device!r}: torch sees no CUDA GPU here (torch {torch.__version__}, "
-                         f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
-
-
 def run_diagnosis(config, resume) -> str:
     """The diagnosis text for the config's model (or the checkpoint's) on one training batch."""
     from ..vocabulary import Vocabulary
@@ -140,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     package_log.setLevel(logging.INFO)
     try:
         config = _config(args)
-        _check_device(config.device)
+        checked_device(config.device, "--device / device")  # before anything (the run folder) is made
     except (ValueError, OSError) as error:
         # A mistake in the command or the config: its message is the whole story, no traceback.
         print(f"python -m peptide_losses.train: error: {error}", file=sys.stderr)
