@@ -130,8 +130,8 @@ class PSMRow(NamedTuple):
     line: int
 
 
-def psm_lines(path: str | PathLike) -> tuple[list[str], list[str], dict[int, int]]:
-    """The file's lines, the PSH header's columns, and ``{line index: PSM row number}`` of its PSM lines;
+def psm_lines(path: str | PathLike) -> tuple[list[str], list[str], list[int]]:
+    """The file's lines, the PSH header's columns, and the (0-based) indices of its PSM lines;
     MzTabError when it has no PSH header or a PSM line of another width."""
     path = Path(path)
     if not path.is_file():
@@ -140,7 +140,7 @@ def psm_lines(path: str | PathLike) -> tuple[list[str], list[str], dict[int, int
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
         raise MzTabError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    header, rows = None, {}
+    header, rows = None, []
     for i, line in enumerate(lines):
         cells = line.split("\t")
         if cells[0] == "PSH":
@@ -150,7 +150,7 @@ def psm_lines(path: str | PathLike) -> tuple[list[str], list[str], dict[int, int
                 raise MzTabError(f"{path}, line {i + 1}: a PSM line before the PSH header")
             if len(cells) - 1 != len(header):
                 raise MzTabError(f"{path}, line {i + 1}: {len(cells) - 1} cells, the PSH header has {len(header)}")
-            rows[i] = len(rows)
+            rows.append(i)
     if header is None:
         raise MzTabError(f"{path}: no PSM section (no PSH line): not an mzTab file of PSMs")
     for column in ("sequence", "spectra_ref", SCORE_COLUMN):
@@ -159,19 +159,31 @@ def psm_lines(path: str | PathLike) -> tuple[list[str], list[str], dict[int, int
     return lines, header, rows
 
 
+class PSMFile(NamedTuple):
+    """An mzTab file read for rewriting: its ``lines``, the PSH ``header``'s columns and its ``psms``."""
+
+    lines: list[str]
+    header: list[str]
+    psms: list[PSMRow]
+
+
 def read_psms(path: str | PathLike) -> list[PSMRow]:
-    """Every PSM of an mzTab file in file order (pyteomics reads the section; MzTabError naming the
-    file and line of a row without sequence or a spectra_ref outside ``ms_run[1]``)."""
+    """Every PSM of an mzTab file in file order (:func:`read_psm_file`)."""
+    return read_psm_file(path).psms
+
+
+def read_psm_file(path: str | PathLike) -> PSMFile:
+    """An mzTab file's lines, PSM header and PSMs in file order (pyteomics reads the section;
+    MzTabError naming the file and line of a row without sequence or a spectra_ref outside ``ms_run[1]``)."""
     from pyteomics import mztab
 
-    lines, _, rows = psm_lines(path)
+    lines, header, rows = psm_lines(path)
     try:
         table = mztab.MzTab(str(path), table_format="dict").spectrum_match_table
     except Exception as err:  # pyteomics raises several kinds on a malformed file
         raise MzTabError(f"{path}: pyteomics cannot read it: {type(err).__name__}: {err}") from None
-    numbers = sorted(rows)
     out = []
-    for k, number in enumerate(numbers):
+    for k, number in enumerate(rows):
         row = table["rows"][k]
         sequence = row.get(PROFORMA_COLUMN) or row["sequence"]
         ref, score = row["spectra_ref"], row[SCORE_COLUMN]
@@ -181,7 +193,7 @@ def read_psms(path: str | PathLike) -> list[PSMRow]:
         if not isinstance(ref, str) or not ref.startswith("ms_run[1]:"):
             raise MzTabError(f"{where}: spectra_ref {ref!r} is not ms_run[1]:<ref> (one spectra file per mzTab)")
         out.append(PSMRow(sequence, ref[len("ms_run[1]:"):], _score(score), number + 1))
-    return out
+    return PSMFile(lines, header, out)
 
 
 def _score(value) -> float:
@@ -191,4 +203,5 @@ def _score(value) -> float:
         return math.nan
 
 
-__all__ = ["PSM", "PSMRow", "MzTabError", "modifications", "psm_lines", "read_psms", "write_psms"]
+__all__ = ["PSM", "PSMFile", "PSMRow", "MzTabError", "modifications", "psm_lines", "read_psm_file", "read_psms",
+           "write_psms"]

@@ -21,7 +21,7 @@ import torch
 
 from ..decoding import candidate_ppm
 from ..integrations.candidates import candidate_tokens
-from ..mztab import SCORE_COLUMN, MzTabError, psm_lines, read_psms
+from ..mztab import SCORE_COLUMN, MzTabError, read_psm_file
 from ..scoring import SCORE_DEFAULTS, spectrum_scores
 from ..spectra import collate
 from ..vocabulary import Vocabulary
@@ -77,8 +77,7 @@ def run(args) -> int:
     if not args.precursor_tolerance >= 0:
         raise ValueError(f"--precursor-tolerance must be >= 0 ppm, got {args.precursor_tolerance}")
     vocabulary = Vocabulary.default()
-    lines, header, _ = psm_lines(args.psms)
-    psms = read_psms(args.psms)
+    lines, header, psms = read_psm_file(args.psms)
     if not psms:
         raise MzTabError(f"{args.psms}: no PSM rows to rescore")
     spectra = {item.ref: item.spectrum for item in read_input(args.spectra, vocabulary)}
