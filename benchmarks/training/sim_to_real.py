@@ -42,12 +42,12 @@ import numpy as np
 import torch
 
 from peptide_losses import Vocabulary
-from peptide_losses.constants import H2O, NH3, PROTON
+from peptide_losses.constants import CO, H2O, NH3, PROTON
 from peptide_losses.datasets import real_set
 from peptide_losses.predicted_intensity import available as ms2pip_available
 from peptide_losses.spectra import Preprocessing
 from peptide_losses.train.config import load_config
-from peptide_losses.train.simulate import COMPOSITION, SpectrumSimulator, generator
+from peptide_losses.train.simulate import COMPOSITION, FIXED, SpectrumSimulator, generator
 
 from ..environment import RESULTS_ROOT, describe
 
@@ -57,7 +57,6 @@ TOLERANCE = 0.02
 LIGHT = Preprocessing(remove_precursor_tol=0.0)
 STATISTICS = ("peaks", "explained", "coverage", "coverage_n", "coverage_c", "y_share", "unexplained_height",
               "neutral_losses", "internal", "immonium", "precursor")
-CO = 27.994915
 SEED = 11
 #: The simulator settings that closed the distance most on this calibration half, of a small grid
 #: (internal 0.15 / 0.3 / 0.6 / 1.0, immonium 0.3 / 0.5 / 0.8, noise peaks [5, 100] / [20, 150] /
@@ -146,7 +145,7 @@ def real_spectra(vocabulary: Vocabulary, limit: int | None):
     out = []
     for _, s in real_set(SET, vocabulary, LIGHT)[:limit]:
         plain = "".join(vocabulary.tokens[t][0] for t in s.tokens if vocabulary.tokens[t][0] in COMPOSITION)
-        residues = [vocabulary.masses[vocabulary.index("C[Carbamidomethyl]" if r == "C" else r)] for r in plain]
+        residues = [vocabulary.masses[vocabulary.index(FIXED.get(r, r))] for r in plain]
         out.append((s.mz, s.intensity, residues, s.charge, plain))
     return out
 
