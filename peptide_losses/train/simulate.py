@@ -220,10 +220,12 @@ class SpectrumSimulator:
         isotope = torch.where(uniform(count) < s.isotope_error_rate, C13_C12, 0.0)
         precursor_mz = (peptide_mass + isotope + charge * PROTON) / charge * (1 + s.precursor_jitter_ppm * 1e-6 * normal(count))
         # Drawn last and only when asked for, so that a split without them draws what it always drew.
-        if s.internal_rate > 0:
-            self._internal_fragments(masses, n, shape, s.internal_rate, uniform, normal, mz, intensity, valid)
-        if s.immonium_rate > 0:
-            self._immonium_ions(masses, n, shape, s.immonium_rate, uniform, normal, mz, intensity, valid)
+        if s.internal_rate > 0 or s.immonium_rate > 0:
+            mean = (shape.sum(1) / (n - 1).clamp_min(1))[:, None]  # a cleavage's mean strength
+            if s.internal_rate > 0:
+                self._internal_fragments(masses, n, mean, s.internal_rate, uniform, normal, mz, intensity, valid)
+            if s.immonium_rate > 0:
+                self._immonium_ions(masses, n, mean, s.immonium_rate, uniform, normal, mz, intensity, valid)
         peaks_mz, peaks_intensity, peak_mask = self.preprocessing.batch(
             torch.cat(mz, 1), torch.cat(intensity, 1), torch.cat(valid, 1), precursor_mz, charge,
             max_charge=max_charge,
@@ -234,12 +236,11 @@ class SpectrumSimulator:
         )
 
     @staticmethod
-    def _internal_fragments(masses, n, shape, rate, uniform, normal, mz, intensity, valid) -> None:
+    def _internal_fragments(masses, n, mean, rate, uniform, normal, mz, intensity, valid) -> None:
         """Singly charged internal b-type fragments of 2-4 residues that hold neither terminus, each present
         with probability ``rate``, a fifth of the mean cleavage strength (appended to the peak lists)."""
         count, length = masses.shape
         edges = torch.nn.functional.pad(masses.cumsum(1), (1, 0))  # mass before residue i, i = 0..L
-        mean = (shape.sum(1) / (n - 1).clamp_min(1))[:, None]
         for span in (2, 3, 4):
             if length - span - 1 < 1:
                 continue
@@ -250,11 +251,10 @@ class SpectrumSimulator:
             valid.append((start + span <= (n - 1)[:, None]) & (uniform(count, start.shape[1]) < rate))
 
     @staticmethod
-    def _immonium_ions(masses, n, shape, rate, uniform, normal, mz, intensity, valid) -> None:
+    def _immonium_ions(masses, n, mean, rate, uniform, normal, mz, intensity, valid) -> None:
         """Each residue's immonium ion (residue - CO + proton), present with probability ``rate``, a tenth of
         the mean cleavage strength (appended to the peak lists)."""
         count, length = masses.shape
-        mean = (shape.sum(1) / (n - 1).clamp_min(1))[:, None]
         mz.append(masses - CO + PROTON)
         intensity.append(0.1 * mean * torch.exp(0.6 * normal(count, length)))
         valid.append((torch.arange(length, device=masses.device)[None] < n[:, None]) & (uniform(count, length) < rate))
