@@ -16,7 +16,7 @@ setup(
     package_dir={"peptide_losses": "peptide_losses", "peptide_losses.kernels": "kernels"},
     # The real evaluation sets and the checkpoint that `peptide-losses sequence` uses by default.
     package_data={"peptide_losses.train": ["*.txt", "*.json", "*.toml", "presets/*.json"],
-                  "peptide_losses": ["data/*", "checkpoints/*"]},
+                  "peptide_losses": ["data/*", "data/proteomes/*", "checkpoints/*"]},
     entry_points={"console_scripts": ["peptide-losses = peptide_losses.cli:main"]},
     # Triton publishes Linux wheels only; elsewhere the reference backend needs nothing but torch.
     # tqdm: the command line's progress bars.

@@ -116,7 +116,7 @@ def test_the_shipped_judge_is_confident_on_simulated_easy_spectra_it_gets_right(
     sequencer = load_sequencer(DEFAULT_CHECKPOINT)
     assert sequencer.judge is not None and sequencer.default_decoding == "judge"
     sim = sequencer.config.simulation
-    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins, sim.peptides)
     batch = SpectrumSimulator(peptides, sim.easy, VOCAB, Preprocessing(), sequencer.max_length).sample(
         16, generator("cpu", 7, 1))
     beam = sequencer.beam(batch, beam_size=5)

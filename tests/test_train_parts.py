@@ -106,6 +106,34 @@ def test_no_peptide_of_a_real_evaluation_set_is_ever_a_training_peptide(monkeypa
     assert len(evaluation_peptides()) >= 600 and set(REAL_SETS) >= {"casanovo-sample", "massivekb-test"}
 
 
+def test_the_human_pool_is_the_shipped_proteometools_list_and_leaves_every_evaluation_peptide_out(monkeypatch):
+    import gzip
+
+    from peptide_losses.datasets import evaluation_peptides, peptide_key
+    from peptide_losses.train import simulate
+
+    with gzip.open(simulate.HUMAN_PEPTIDES, "rt") as handle:
+        lines = handle.read().split()
+    pool = simulate.peptide_pool("human", PROTEINS)
+    assert len(pool) == len(set(lines)) == 98_190  # the count its source (shared/README.md) gives
+    assert list(pool) == sorted(pool) and all(7 <= len(p) <= 40 and set(p) <= set("GASPVTCLINDQKEMHFRYW") for p in pool)
+    train, valid = split_peptides(0.1, PROTEINS, "human")
+    assert not set(train) & set(valid) and 0.08 < len(valid) / len(pool) < 0.12
+    assert not {peptide_key(p) for p in train} & evaluation_peptides()
+    # An evaluation peptide slipped into the list is still never trained on.
+    held_out = sorted(evaluation_peptides())[0]
+    monkeypatch.setattr(simulate, "human_peptides", lambda: ("PEPTIDEK", held_out))
+    monkeypatch.setattr(simulate, "is_validation_peptide", lambda peptide, fraction: False)
+    assert simulate.split_peptides(0.1, PROTEINS, "human")[0] == ["PEPTIDEK"]
+    with pytest.raises(ValueError, match="simulation.peptides must be 'synthetic' or 'human'"):
+        simulate.peptide_pool("mouse", PROTEINS)
+
+
+def test_config_rejects_an_unknown_peptide_pool():
+    with pytest.raises(ValueError, match=r"simulation.peptides must be one of \('synthetic', 'human'\), got 'mouse'"):
+        load_config(overrides={"simulation": {"peptides": "mouse"}})
+
+
 def test_simulation_is_deterministic_and_consistent_with_its_annotation():
     c = config()
     train, _ = split_peptides(0.1, PROTEINS)

@@ -135,7 +135,7 @@ def plot(results: dict, path: Path) -> None:
 def simulated(sequencer, name: str, stream: int) -> list:
     """The trainer's validation spectra of a simulated split, as annotated Spectrum objects."""
     sim = sequencer.config.simulation
-    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins, sim.peptides)
     split = getattr(sim, name.removeprefix("simulated-"))
     batch = SpectrumSimulator(peptides, split, sequencer.vocabulary, Preprocessing(), sequencer.max_length).sample(
         SIMULATED_SIZE, generator("cpu", sequencer.config.seed, stream))

@@ -78,7 +78,7 @@ def load_model(path, device):
 
 def simulated(config, vocabulary, split: str, size: int, stream: int):
     sim = config.simulation
-    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins, sim.peptides)
     simulator = SpectrumSimulator(peptides, getattr(sim, split), vocabulary, Preprocessing(), config.max_length)
     rng = generator("cpu", config.seed, stream)
     return [simulator.sample(min(CHUNK, size - i), rng) for i in range(0, size, CHUNK)]

@@ -35,6 +35,7 @@ def preset_path(name: str) -> Path:
 
 
 INTENSITY_MODELS = ("shape", "ms2pip")
+PEPTIDE_SOURCES = ("synthetic", "human")
 PRECISIONS = ("fp32", "bf16")
 WEIGHTINGS = ("value", "gradient")
 
@@ -161,8 +162,11 @@ class SimulationSettings:
 
 @dataclass
 class SimulationConfig:
-    """The splits' settings; peptides come from a synthetic proteome of ``proteins`` sequences."""
+    """The splits' settings; ``peptides`` names the pool they are drawn from (see simulate.py):
+    ``"synthetic"``, a synthetic proteome of ``proteins`` sequences, or ``"human"``, real human
+    tryptic peptides (``proteins`` unused)."""
 
+    peptides: str
     proteins: int
     train: SimulationSettings
     easy: SimulationSettings
@@ -273,6 +277,8 @@ class TrainConfig:
         if self.losses.weighting == "gradient" and self.balancing.enabled:
             raise ValueError("balancing.enabled balances loss values; with losses.weighting 'gradient' the "
                              "weights already fix each mass loss's gradient relative to CE's: disable balancing")
+        if self.simulation.peptides not in PEPTIDE_SOURCES:
+            raise ValueError(f"simulation.peptides must be one of {PEPTIDE_SOURCES}, got {self.simulation.peptides!r}")
         for split in ("train", "easy", "hard"):
             sim = getattr(self.simulation, split)
             if sim.intensities not in INTENSITY_MODELS:

@@ -30,7 +30,7 @@ class SimulatedTraining:
 
     def __init__(self, config: TrainConfig, vocabulary: Vocabulary, device="cpu") -> None:
         sim = config.simulation
-        train, _ = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+        train, _ = split_peptides(sim.validation_peptide_fraction, sim.proteins, sim.peptides)
         self.simulator = SpectrumSimulator(train, sim.train, vocabulary, Preprocessing(), config.max_length, device)
         self.config = config
 
@@ -91,7 +91,7 @@ def validation_sets(config: TrainConfig, vocabulary: Vocabulary, extra: dict[str
     ``hard`` spectra of the validation peptides (drawn on the CPU, so every
     training device validates on the same spectra), plus each annotated MGF or shipped real set in ``extra``."""
     sim = config.simulation
-    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins)
+    _, peptides = split_peptides(sim.validation_peptide_fraction, sim.proteins, sim.peptides)
     splits: dict[str, list[SpectrumBatch]] = {}
     for name, stream in VALIDATION_STREAMS.items():
         simulator = SpectrumSimulator(peptides, getattr(sim, name), vocabulary, Preprocessing(), config.max_length)

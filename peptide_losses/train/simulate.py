@@ -1,13 +1,17 @@
 """Simulated annotated spectra of tryptic peptides, drawn as whole batches on any device.
 
-Peptides come from a synthetic proteome: protein sequences of 300-700
-residues drawn (fixed seed) with the amino-acid composition of
-UniProtKB/Swiss-Prot, digested with trypsin by pyteomics (one missed cleavage,
-7 to 18 residues). The peptides are tryptic (K/R C-termini, realistic lengths
-and composition) but not those of real proteins: no protein database is
-bundled with the package. Pass ``--data`` for real annotated spectra. A stable
-hash sends a fixed fraction of them to validation, so validation peptides are
-never trained on.
+Peptides come from one of two pools (``simulation.peptides``):
+
+- ``"synthetic"``: a synthetic proteome, protein sequences of 300-700 residues drawn
+  (fixed seed) with the amino-acid composition of UniProtKB/Swiss-Prot, digested with
+  trypsin by pyteomics (one missed cleavage, 7 to 18 residues): tryptic, but not the
+  peptides of real proteins;
+- ``"human"``: 98,190 real human tryptic peptides of 7-40 residues that the ProteomeTools
+  project synthesised (``data/proteomes/``, shipped with its source and licence).
+
+Pass ``--data`` for real annotated spectra. A stable hash sends a fixed fraction of the
+pool to validation, so validation peptides are never trained on, and no peptide of a
+shipped real evaluation set is ever a training peptide.
 
 A spectrum holds b/y ions at fragment charges 1..max(1, z - 1), optional a
 ions and water/ammonia losses, intensities from a position-dependent model
@@ -21,6 +25,7 @@ a seed fixes every spectrum on a given device.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from functools import lru_cache
 
@@ -28,7 +33,7 @@ import numpy as np
 import torch
 
 from ..constants import C13_C12, CO, H2O, NH3, PROTON
-from ..datasets import evaluation_peptides, peptide_key
+from ..datasets import DATA_DIR, evaluation_peptides, peptide_key
 from ..spectra import Preprocessing, SpectrumBatch
 from ..vocabulary import Vocabulary
 from .config import SimulationSettings
@@ -42,6 +47,8 @@ COMPOSITION = {
 # Cysteines carry the fixed carbamidomethylation of real samples; methionines may be oxidised.
 FIXED = {"C": "C[Carbamidomethyl]"}
 OXIDISED = "M[Oxidation]"
+#: Real human tryptic peptides (ProteomeTools, PXD004732), one per line; ``data/proteomes/README.md``.
+HUMAN_PEPTIDES = DATA_DIR / "proteomes" / "human_proteometools_peptides.txt.gz"
 
 
 def synthetic_proteome(n_proteins: int, seed: int = 0) -> list[str]:
@@ -65,21 +72,42 @@ def tryptic_peptides(n_proteins: int, min_length: int = 7, max_length: int = 18)
     return tuple(sorted(peptides))
 
 
+@lru_cache(maxsize=1)
+def human_peptides() -> tuple[str, ...]:
+    """Sorted unique real human tryptic peptides (ProteomeTools, 7-40 residues, unmodified)."""
+    with gzip.open(HUMAN_PEPTIDES, "rt", encoding="ascii") as handle:
+        peptides = {line.strip() for line in handle} - {""}
+    unknown = sorted({r for p in peptides for r in p} - set(COMPOSITION))
+    if unknown:
+        raise ValueError(f"{HUMAN_PEPTIDES}: residues {unknown} are not among the 20 amino acids")
+    return tuple(sorted(peptides))
+
+
+def peptide_pool(source: str, n_proteins: int) -> tuple[str, ...]:
+    """The sorted peptides of a pool: ``"human"`` (:func:`human_peptides`) or ``"synthetic"``
+    (:func:`tryptic_peptides` of ``n_proteins`` proteins)."""
+    if source == "human":
+        return human_peptides()
+    if source == "synthetic":
+        return tryptic_peptides(n_proteins)
+    raise ValueError(f"simulation.peptides must be 'synthetic' or 'human', got {source!r}")
+
+
 def is_validation_peptide(peptide: str, fraction: float) -> bool:
     """Stable (hash-based) membership of the validation peptides."""
     digest = int.from_bytes(hashlib.sha256(peptide.encode()).digest()[:8], "big")
     return digest / 2**64 < fraction
 
 
-def split_peptides(fraction: float, n_proteins: int) -> tuple[list[str], list[str]]:
-    """(training, validation) peptides of the proteome; about ``fraction`` of them validate. No
+def split_peptides(fraction: float, n_proteins: int, source: str = "synthetic") -> tuple[list[str], list[str]]:
+    """(training, validation) peptides of a pool (:func:`peptide_pool`); about ``fraction`` of them validate. No
     peptide of a shipped real set (:func:`peptide_losses.datasets.evaluation_peptides`) is ever a
     training peptide."""
     if not 0 < fraction < 1:
         raise ValueError(f"validation_peptide_fraction must be in (0, 1), got {fraction}")
     held_out = evaluation_peptides()
     train, valid = [], []
-    for peptide in tryptic_peptides(n_proteins):
+    for peptide in peptide_pool(source, n_proteins):
         if is_validation_peptide(peptide, fraction):
             valid.append(peptide)
         elif peptide_key(peptide) not in held_out:
