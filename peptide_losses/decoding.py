@@ -79,7 +79,7 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
                 beam_size: int, device: torch.device | str = "cpu",
                 guide: Callable[[torch.Tensor], torch.Tensor] | None = None,
                 reorder: Callable[[torch.Tensor], None] | None = None,
-                start_only: torch.Tensor | None = None) -> Candidates:
+                start_only: torch.Tensor | None = None, stop_check_every: int | None = 1) -> Candidates:
     """Beam search of an autoregressive model, keeping all ``beam_size`` candidates.
 
     Args:
@@ -98,6 +98,10 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
         start_only: optional (V,) bool, True at tokens that may only open a peptide
             (N-terminal modifications, :meth:`Vocabulary.start_only_mask`): no candidate
             holds one after position 0, whatever the model gives them there.
+        stop_check_every: every this many steps the search asks whether every
+            candidate has stopped, and ends if so; each ask waits for the device (a
+            host sync). None: never ask, run all ``max_length`` steps. The candidates
+            are the same either way: a stopped candidate only grows padding at no cost.
 
     Returns:
         :class:`Candidates`, ranked within each spectrum by summed log-probability
@@ -111,6 +115,8 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
     count = check_integer("batch_size", batch_size, 1)
     length = check_integer("max_length", max_length, 0)
     k = check_integer("beam_size", beam_size, 1)
+    if stop_check_every is not None:
+        check_integer("stop_check_every", stop_check_every, 1)
     for name, function in (("next_log_probs", next_log_probs), ("guide", guide), ("reorder", reorder)):
         if not callable(function) and (function is not None or name == "next_log_probs"):
             raise TypeError(f"{name} must be a function of the prefix (B * K, t), got {type(function).__name__}")
@@ -154,7 +160,7 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
         if reorder is not None:
             reorder(rows)
         stopped = stopped.gather(1, beam) | (token == 0)
-        if bool((stopped | bad[:, None]).all()):
+        if stop_check_every is not None and (t + 1) % stop_check_every == 0 and bool((stopped | bad[:, None]).all()):
             break
     return Candidates(tokens.view(count, k, length), torch.where(bad[:, None], torch.nan, scores),
                       stopped & ~bad[:, None])

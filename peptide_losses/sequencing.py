@@ -81,6 +81,8 @@ class Sequencer:
     device: torch.device
     backend: str = "auto"  # of the spectrum scores (peptide_losses.checks.BACKENDS)
     judge: Judge | None = None
+    # How often the beam asks whether all candidates stopped (peptide_losses.decoding.beam_search).
+    stop_check_every: int | None = 1
 
     @property
     def max_length(self) -> int:
@@ -102,7 +104,8 @@ class Sequencer:
         from .train.decoding import scored_beam
 
         scored = scored_beam(self.model, batch, self.config.decoding, self.config.losses.precursor.isotope_errors,
-                             beam_size=beam_size, guided=guided, backend=self.backend)
+                             beam_size=beam_size, guided=guided, backend=self.backend,
+                             stop_check_every=self.stop_check_every)
         found = scored.candidates
         # A spectrum without a peak (none left by the preprocessing) has nothing to read a peptide from.
         valid = found.finished & self.is_peptide(found.tokens) & batch.peak_mask.any(-1, keepdim=True)

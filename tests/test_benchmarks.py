@@ -357,3 +357,22 @@ def test_sim_to_real_smoke_run_and_its_ion_table(tmp_path):
     assert ions["y"][:4] == pytest.approx([mass.fast_mass(s, ion_type="y", charge=1) for s in ("EPTK", "PTK", "TK", "K")])
     values = np.random.default_rng(0).normal(size=50)
     assert sim_to_real.distance(values, values) == 0 and sim_to_real.distance(values, values + 1) > 0.5
+
+
+def test_sequencing_throughput_smoke_run_and_its_spectra_file(tmp_path):
+    """The throughput benchmark's smoke mode times every stage and the command; the MGF it feeds the
+    command holds the spectra it decoded, peak for peak."""
+    from benchmarks.sequencing import throughput
+    from peptide_losses import Vocabulary
+    from peptide_losses.spectra_files import read_spectra
+
+    table = throughput.main(["--smoke"])
+    rows = [line for line in table.splitlines() if line.startswith("| 2 | 8 |")]
+    assert len(rows) == 2 and all(float(row.split("|")[4].replace(",", "")) > 0 for row in rows)
+    assert "| `(defaults)` |" in table and "| `--batch-size 8 --beam-size 2` |" in table
+    spectra = throughput.real_spectra(700, Vocabulary.default())
+    assert spectra[628].precursor_mz == spectra[0].precursor_mz and spectra[627].precursor_mz != spectra[0].precursor_mz
+    throughput.write_mgf(spectra[:5], tmp_path / "five.mgf")
+    back = [item.spectrum for item in read_spectra(tmp_path / "five.mgf", Vocabulary.default())]
+    assert [(s.precursor_mz, s.charge) for s in back] == [(s.precursor_mz, s.charge) for s in spectra[:5]]
+    assert all(np.array_equal(a.mz, b.mz) and np.array_equal(a.intensity, b.intensity) for a, b in zip(back, spectra))

@@ -253,3 +253,40 @@ def test_greedy_and_beam_of_a_model_write_n_terminal_tokens_at_position_0_only()
     n_terminal = VOCAB.start_only_mask()
     for tokens in (greedy(model, batch), beam_candidates(model, batch, 3).tokens):
         assert n_terminal[tokens[..., 0]].all() and not n_terminal[tokens[..., 1:]].any()
+
+
+def stopping_model(vocab=6, seed=0):
+    """``prefix -> logits``: random per (position, last token), the stop token's logit rising with the
+    prefix's length, so candidates stop at different steps; counts its calls."""
+    table = torch.randn(32, vocab, vocab, generator=torch.Generator().manual_seed(seed))
+    calls = []
+
+    def next_logits(prefix):
+        calls.append(prefix.shape[1])
+        t = prefix.shape[1]
+        last = prefix[:, -1] if t else torch.zeros(len(prefix), dtype=torch.long)
+        logits = table[t][last].clone()
+        logits[:, 0] += 0.9 * t - 4.0
+        return logits
+
+    return next_logits, calls
+
+
+@pytest.mark.parametrize("every", [2, 3, 7, None])
+def test_asking_less_often_whether_the_beam_stopped_changes_no_candidate(every):
+    model, calls = stopping_model()
+    plain = beam_search(model, 4, 30, 5)
+    steps_plain = len(calls)
+    calls.clear()
+    fewer = beam_search(model, 4, 30, 5, stop_check_every=every)
+    assert steps_plain < 30 and plain.finished.all()  # the plain search ended early: the case at stake
+    expected_steps = 30 if every is None else min(30, -(-steps_plain // every) * every)
+    assert len(calls) == expected_steps
+    assert torch.equal(fewer.tokens, plain.tokens) and torch.equal(fewer.finished, plain.finished)
+    assert torch.allclose(fewer.log_prob, plain.log_prob)
+
+
+def test_stop_check_every_must_be_a_positive_integer():
+    model, _ = stopping_model()
+    with pytest.raises(ValueError, match="stop_check_every"):
+        beam_search(model, 1, 5, 2, stop_check_every=0)

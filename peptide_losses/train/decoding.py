@@ -43,10 +43,11 @@ def greedy(model, batch: SpectrumBatch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: float | None = None) -> Candidates:
+def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: float | None = None,
+                    stop_check_every: int | None = 1) -> Candidates:
     """All ``beam_size`` candidates of the model's beam search (:func:`peptide_losses.decoding.beam_search`,
     one cached decoder step per token, N-terminal modifications only at position 0); ``guide_weight``:
-    guided by :func:`peptide_losses.decoding.spectrum_guide` of that weight."""
+    guided by :func:`peptide_losses.decoding.spectrum_guide` of that weight; ``stop_check_every`` as there."""
     model = unwrap(model)
     if not getattr(model, "autoregressive", False):
         raise ValueError("beam search needs an autoregressive model (model.kind 'transformer')")
@@ -59,7 +60,8 @@ def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: f
         guide = spectrum_guide(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge,
                                batch.vocabulary.mass_tensor(device=batch.mz.device), beam_size, weight=guide_weight)
     return beam_search(decoder, len(batch), model.max_length, beam_size, batch.mz.device, guide=guide,
-                       reorder=decoder.reorder, start_only=batch.vocabulary.start_only_mask(device=batch.mz.device))
+                       reorder=decoder.reorder, start_only=batch.vocabulary.start_only_mask(device=batch.mz.device),
+                       stop_check_every=stop_check_every)
 
 
 class ScoredBeam(NamedTuple):
@@ -73,12 +75,13 @@ class ScoredBeam(NamedTuple):
 
 @torch.no_grad()
 def scored_beam(model, batch: SpectrumBatch, settings: DecodingConfig, isotope_errors, *, beam_size: int | None = None,
-                guided: bool = True, backend: str = "auto") -> ScoredBeam:
+                guided: bool = True, backend: str = "auto", stop_check_every: int | None = 1) -> ScoredBeam:
     """The model's beam of ``beam_size`` (default ``settings.beam_size``), spectrum-guided by
     ``settings.guide_weight`` when ``guided``, with the evidence :func:`~peptide_losses.decoding.rerank`
-    weighs; ``backend`` of the spectrum scores."""
+    weighs; ``backend`` of the spectrum scores; ``stop_check_every`` as in
+    :func:`peptide_losses.decoding.beam_search`."""
     candidates = beam_candidates(model, batch, settings.beam_size if beam_size is None else beam_size,
-                                 settings.guide_weight if guided else None)
+                                 settings.guide_weight if guided else None, stop_check_every)
     masses = batch.vocabulary.mass_tensor(device=batch.mz.device)
     ppm = candidate_ppm(candidates.tokens, masses, batch.precursor_mz, batch.charge, isotope_errors)
     scores = spectrum_scores(candidates.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,

@@ -1,0 +1,228 @@
+"""Spectra per second of `peptide-losses sequence`, and where the time goes (issue 36).
+
+    python -m benchmarks.sequencing.throughput --device cuda            # one GPU, 10,000 spectra
+    python -m benchmarks.sequencing.throughput --smoke                  # CPU, seconds (CI's test)
+
+The spectra are the shipped real sets (Casanovo sample, both MassIVE-KB halves: 628 spectra)
+repeated to ``--spectra``. Two measurements per checkpoint:
+
+1. **Stages** of the decode, batch by batch, each bounded by a device synchronisation:
+   ``input`` (collate, copy to the device), ``encode`` (the model's encoder), ``beam`` (the
+   beam's decoder steps and guide: the beam search minus its encode, timed alone), ``scoring``
+   (precursor ppm and spectrum scores of every candidate) and ``judge`` (the 20 features and the
+   logistic regression), at each beam size K, batch size and ``stop_check_every`` (how often the
+   beam asks the device whether every candidate has stopped: a host sync; None never asks).
+   Peak GPU memory per row. A sync-free row also runs the beam under
+   ``torch.cuda.set_sync_debug_mode("error")``: it says whether any step waits for the host.
+2. **The command** as a user runs it (``peptide-losses sequence FILE.mgf -o out.mztab``: model
+   load, reading the MGF, decoding, writing mzTab) at its defaults and at the fastest settings
+   of (1), wall clock.
+
+Writes ``results/<device>/throughput.{md,json}``; ``--smoke`` writes nowhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from peptide_losses.cli import main as cli
+from peptide_losses.datasets import REAL_SETS, real_set
+from peptide_losses.decoding import candidate_ppm
+from peptide_losses.scoring import spectrum_scores
+from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
+from peptide_losses.train.decoding import beam_candidates
+
+from ..environment import RESULTS_ROOT, describe, slug
+
+STAGES = ("input", "encode", "beam", "scoring", "judge")
+
+
+def real_spectra(count: int, vocabulary) -> list:
+    """``count`` spectra: the shipped real sets' (without annotations) repeated in order."""
+    pool = [dataclasses.replace(item.spectrum, tokens=None, sequence=None)
+            for name in REAL_SETS for item in real_set(name, vocabulary)]
+    return [pool[i % len(pool)] for i in range(count)]
+
+
+def write_mgf(spectra: list, path: Path) -> None:
+    """The spectra as an MGF (raw peaks: the command preprocesses them itself)."""
+    with open(path, "w", encoding="ascii") as handle:
+        for i, s in enumerate(spectra):
+            handle.write(f"BEGIN IONS\nTITLE=spectrum {i}\nPEPMASS={s.precursor_mz!r}\nCHARGE={s.charge}+\n")
+            handle.writelines(f"{mz!r} {intensity!r}\n" for mz, intensity in zip(s.mz.tolist(), s.intensity.tolist()))
+            handle.write("END IONS\n")
+
+
+class Clock:
+    """Seconds of each stage, each bounded by a synchronisation of ``device``."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds = device, {stage: 0.0 for stage in STAGES}
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def time(self, stage: str, function, *args, **kwargs):
+        self.sync()
+        start = time.perf_counter()
+        out = function(*args, **kwargs)
+        self.sync()
+        self.seconds[stage] += time.perf_counter() - start
+        return out
+
+
+@torch.no_grad()
+def stages(sequencer, spectra: list, beam_size: int, batch_size: int) -> dict:
+    """One pass over ``spectra`` timing each stage (:data:`STAGES`); the beam's time excludes its encode."""
+    clock = Clock(sequencer.device)
+    model, settings = sequencer.model, sequencer.config.decoding
+    masses = sequencer.vocabulary.mass_tensor(device=sequencer.device)
+    if sequencer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(sequencer.device)
+    for start in range(0, len(spectra), batch_size):
+        batch = clock.time("input", sequencer.batch, spectra[start:start + batch_size])
+        clock.time("encode", model.encode, batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
+        found = clock.time("beam", beam_candidates, model, batch, beam_size, settings.guide_weight,
+                           sequencer.stop_check_every)
+        ppm = clock.time("scoring", candidate_ppm, found.tokens, masses, batch.precursor_mz, batch.charge,
+                         sequencer.config.losses.precursor.isotope_errors)
+        scores = clock.time("scoring", spectrum_scores, found.tokens, batch.mz, batch.intensity, masses=masses,
+                            peak_mask=batch.peak_mask, backend=sequencer.backend, **vars(settings.spectrum))
+        if sequencer.judge is not None:
+            from peptide_losses.features import Beam
+
+            beam = Beam(found.tokens, found.log_prob, found.finished, ppm, scores)
+            clock.time("judge", lambda: sequencer.judge.probability(sequencer.features(batch, beam), beam.finished))
+    seconds = dict(clock.seconds)
+    # beam_candidates encodes too: its steps alone are the difference.
+    seconds["beam"] = max(seconds["beam"] - seconds["encode"], 0.0)
+    total = sum(seconds.values())
+    peak = torch.cuda.max_memory_allocated(sequencer.device) / 2**30 if sequencer.device.type == "cuda" else None
+    return {"seconds": seconds, "total_s": total, "spectra_per_s": len(spectra) / total, "peak_gib": peak,
+            "scoring_and_judge_share": (seconds["scoring"] + seconds["judge"]) / total}
+
+
+@torch.no_grad()
+def sync_free(sequencer, spectra: list, beam_size: int) -> str:
+    """"yes" if one beam with ``stop_check_every=None`` runs under sync debug mode "error", else the error."""
+    if sequencer.device.type != "cuda":
+        return "not measured (CPU)"
+    batch = sequencer.batch(spectra[:64])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        beam_candidates(sequencer.model, batch, beam_size, sequencer.config.decoding.guide_weight, None)
+        return "yes"
+    except RuntimeError as error:
+        return f"no: {str(error).splitlines()[0]}"
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def command(mgf: Path, checkpoint: str, device: str, backend: str, options: list[str], folder: Path) -> float:
+    """Wall-clock seconds of ``peptide-losses sequence`` on the MGF (all of it: load, read, decode, write)."""
+    argv = ["sequence", str(mgf), "-o", str(folder / "out.mztab"), "--checkpoint", checkpoint, "--device", device,
+            "--backend", backend, "--no-progress", *options]
+    start = time.perf_counter()
+    if cli(argv) != 0:
+        raise RuntimeError(f"peptide-losses {' '.join(argv)} failed")
+    return time.perf_counter() - start
+
+
+def variants(smoke: bool, device: torch.device) -> list[dict]:
+    """(beam size, batch size, stop_check_every) rows of the stage measurement."""
+    if smoke:
+        return [{"beam": 2, "batch": 8, "check": 1}, {"beam": 2, "batch": 8, "check": None}]
+    rows = [{"beam": k, "batch": 256, "check": check} for k in (5, 20, 40) for check in (1, 8, None)]
+    rows += [{"beam": 20, "batch": b, "check": None} for b in (64, 1024)]
+    return rows if device.type == "cuda" else rows[:3]
+
+
+def report(results: dict) -> str:
+    env = results["environment"]
+    lines = [f"# `peptide-losses sequence` throughput ({env['device']})", "",
+             f"{env['date']}; driver {env['driver']}, CUDA {env['cuda']}, torch {env['torch']}, triton "
+             f"{env['triton']}. {results['spectra']} spectra (the shipped real sets repeated). Command: "
+             f"`python -m benchmarks.sequencing.throughput --device {results['device']}`.", ""]
+    for name, entry in results["checkpoints"].items():
+        lines += [f"## {name} (max_length {entry['max_length']}, judge: {entry['judge']})", "",
+                  f"Sync-free beam (`stop_check_every=None` under `set_sync_debug_mode('error')`): {entry['sync_free']}.",
+                  "", "| K | batch | stop check every | spectra/s | input | encode | beam steps | scoring | judge | "
+                  "scoring+judge share | peak GiB |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in entry["stages"]:
+            s, m = row["seconds"], row["measured"]
+            peak = "" if m["peak_gib"] is None else f"{m['peak_gib']:.2f}"
+            lines.append(f"| {row['beam']} | {row['batch']} | {row['check']} | {m['spectra_per_s']:,.0f} | "
+                         + " | ".join(f"{s[stage]:.2f}" for stage in STAGES)
+                         + f" | {m['scoring_and_judge_share']:.2f} | {peak} |")
+        lines += ["", "Seconds per stage are totals over all spectra (medians of the repeats' totals: "
+                  f"{results['repeats']} repeats). The whole command, wall clock:", "",
+                  "| options | seconds | spectra/s |", "|---|---:|---:|"]
+        for row in entry["command"]:
+            lines.append(f"| `{' '.join(row['options']) or '(defaults)'}` | {row['seconds']:.1f} | "
+                         f"{results['spectra'] / row['seconds']:,.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> Path | str:
+    """The written report's path; with ``--smoke`` the report itself (nothing written)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--spectra", type=int, default=10_000)
+    p.add_argument("--checkpoint", action="append", help="checkpoint(s) to measure (default: the shipped one)")
+    p.add_argument("--repeats", type=int, default=3, help="passes per stage row; the median pass is reported")
+    p.add_argument("--backend", default="auto", help="of the spectrum scores (auto, triton, reference)")
+    p.add_argument("--smoke", action="store_true",
+                   help="CPU, 16 spectra, two tiny rows, the reference backend; returns the report, writes nothing")
+    p.add_argument("--results", default=str(RESULTS_ROOT))
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.device, args.spectra, args.repeats, args.backend = "cpu", 16, 1, "reference"
+    device = torch.device(args.device)
+    results = {"environment": describe(device), "device": args.device, "spectra": args.spectra,
+               "repeats": args.repeats, "checkpoints": {}}
+    for checkpoint in args.checkpoint or [str(DEFAULT_CHECKPOINT)]:
+        sequencer = dataclasses.replace(load_sequencer(checkpoint, device), backend=args.backend)
+        spectra = real_spectra(args.spectra, sequencer.vocabulary)
+        # Warm-up: the kernels' compilation and the allocator's first blocks are not throughput.
+        stages(sequencer, spectra[:64], 2, 64)
+        entry = {"max_length": sequencer.max_length, "judge": sequencer.judge is not None,
+                 "sync_free": sync_free(sequencer, spectra, 2), "stages": [], "command": []}
+        for row in variants(args.smoke, device):
+            tuned = dataclasses.replace(sequencer, stop_check_every=row["check"])
+            passes = sorted((stages(tuned, spectra, row["beam"], row["batch"]) for _ in range(args.repeats)),
+                            key=lambda m: m["total_s"])
+            median = passes[len(passes) // 2]
+            entry["stages"].append({**row, "seconds": median["seconds"], "measured": median,
+                                    "totals": [m["total_s"] for m in passes]})
+            print(f"{Path(checkpoint).name} K={row['beam']} B={row['batch']} check={row['check']}: "
+                  f"{median['spectra_per_s']:,.0f} spectra/s", flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            mgf = Path(folder) / "spectra.mgf"
+            write_mgf(spectra, mgf)
+            fastest = max(entry["stages"], key=lambda r: r["measured"]["spectra_per_s"])
+            for options in ([], ["--batch-size", str(fastest["batch"]), "--beam-size", str(fastest["beam"])]):
+                entry["command"].append({"options": options,
+                                         "seconds": command(mgf, checkpoint, args.device, args.backend, options,
+                                                                    Path(folder))})
+        results["checkpoints"][Path(checkpoint).name] = entry
+    if args.smoke:
+        return report(results)
+    out = Path(args.results) / ("cpu" if device.type == "cpu" else slug(results["environment"]["device"]))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "throughput.md").write_text(report(results))
+    return out / "throughput.md"
+
+
+if __name__ == "__main__":
+    print(main())
