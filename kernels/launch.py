@@ -17,11 +17,15 @@ launches with one key therefore get the same compiled kernel from the JIT.
 The direct path is used only where it is known to match the JIT:
 
 - Triton's ``JITFunction.run`` launches with the convention replicated here
-  (checked once, on its source: Triton 3.6 to 3.9 do); otherwise every launch
-  goes through the JIT;
+  (checked once, on its source, at the first launch on a GPU: Triton 3.6 to 3.9 do);
+  otherwise every launch goes through the JIT, and a RuntimeWarning says so once,
+  with the cost (:data:`JIT_LAUNCH_COST`);
 - real CUDA tensors (not under the interpreter, not fake tensors of
   ``torch.compile`` tracing, which :func:`traceable` handles);
-- ``PEPTIDE_LOSSES_LEAN_LAUNCH=0`` in the environment at import turns it off (benchmarks compare).
+- ``PEPTIDE_LOSSES_LEAN_LAUNCH=0`` in the environment turns it off (benchmarks compare).
+
+Nothing here imports Triton before a kernel first launches: ``import peptide_losses``
+does not pay Triton's import (about 0.45 s on the 2-core CI machine).
 
 While torch traces a ``torch.library.triton_op`` (fake tensors: the op's shape
 inference, and AOTAutograd handing the kernels to Inductor), a launch must go
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from functools import partial
 from typing import Callable
 
@@ -61,11 +66,29 @@ def _jit_launch_matches() -> bool:
             and "launch_metadata = kernel.launch_metadata(grid, stream, *bound_args.values())" in source)
 
 
-#: Whether launches may bypass the JIT (see the module docstring).
-ENABLED = (os.environ.get("PEPTIDE_LOSSES_LEAN_LAUNCH", "1") != "0"
-           and not interpreter_enabled() and _jit_launch_matches())
-if ENABLED:
-    from triton import knobs  # where the JIT takes the launch hooks from (profilers add theirs)
+#: What the JIT path costs per launch, measured (benchmarks/kernels/per_call.py, H200, 2026-12-03).
+JIT_LAUNCH_COST = "about 20-40 us more host time per loss call than the direct launch"
+
+#: Whether launches may bypass the JIT (see the module docstring): None until the first GPU launch
+#: decides (:func:`lean_enabled`); benchmarks set it to compare both paths.
+ENABLED: bool | None = None
+
+
+def lean_enabled() -> bool:
+    """:data:`ENABLED`, decided once: off under the interpreter or ``PEPTIDE_LOSSES_LEAN_LAUNCH=0``, and,
+    loudly, on a Triton whose JIT launches differently from the path replicated here."""
+    global ENABLED
+    if ENABLED is None:
+        ENABLED = os.environ.get("PEPTIDE_LOSSES_LEAN_LAUNCH", "1") != "0" and not interpreter_enabled()
+        if ENABLED and not _jit_launch_matches():
+            import triton
+
+            warnings.warn(f"peptide_losses: Triton {triton.__version__} launches kernels differently from the "
+                          f"versions whose launch the package replicates (3.6 to 3.9): every kernel launch goes "
+                          f"through Triton's JIT instead, correct but slower ({JIT_LAUNCH_COST})",
+                          RuntimeWarning, stacklevel=3)
+            ENABLED = False
+    return ENABLED
 
 wrap_triton = getattr(torch.library, "wrap_triton", None)
 
@@ -105,7 +128,7 @@ class LeanKernel:
 
     def launch(self, grid: tuple, *args, **meta) -> None:
         x = args[0]
-        if not ENABLED or type(x) is not torch.Tensor or not x.is_cuda:
+        if type(x) is not torch.Tensor or not x.is_cuda or not (ENABLED or ENABLED is None and lean_enabled()):
             traceable(self.kernel, x)[grid](*args, **meta)
             return
         device = torch.cuda.current_device()
@@ -120,6 +143,8 @@ class LeanKernel:
 
     @staticmethod
     def _launch(compiled, grid: tuple, device: int, bound: tuple) -> None:
+        from triton import knobs  # where the JIT takes the launch hooks from (profilers add theirs)
+
         stream = torch._C._cuda_getCurrentRawStream(device)
         hooks = knobs.runtime
         compiled.run(grid[0], grid[1] if len(grid) > 1 else 1, grid[2] if len(grid) > 2 else 1, stream,

@@ -5,6 +5,10 @@ The direct launch itself needs compiled kernels: the comparison runs on the GPU.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+
 import pytest
 import torch
 import triton
@@ -18,12 +22,37 @@ from peptide_losses.synthetic import make_batch
 
 
 def test_this_triton_launches_as_the_lean_path_does():
-    """Triton 3.6 to 3.9 launch with the convention the lean path replicates; it is off otherwise."""
+    """Triton 3.6 to 3.9 launch with the convention the lean path replicates (read off their source)."""
     major, minor = (int(part) for part in triton.__version__.split(".")[:2])
-    if (3, 6) <= (major, minor) <= (3, 9):
-        assert launch._jit_launch_matches()
-    if launch.ENABLED:
-        assert launch._jit_launch_matches()
+    if not (3, 6) <= (major, minor) <= (3, 9):
+        pytest.skip(f"Triton {triton.__version__}: outside the versions whose launch was checked")
+    assert launch._jit_launch_matches()
+
+
+def test_an_unknown_triton_launch_falls_back_to_the_jit_loudly_and_once(monkeypatch):
+    monkeypatch.setattr(launch, "ENABLED", None)
+    monkeypatch.setattr(launch, "interpreter_enabled", lambda: False)
+    monkeypatch.setattr(launch, "_jit_launch_matches", lambda: False)
+    monkeypatch.delenv("PEPTIDE_LOSSES_LEAN_LAUNCH", raising=False)
+    with pytest.warns(RuntimeWarning, match=r"through Triton's JIT instead, correct but slower \(about"):
+        assert launch.lean_enabled() is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert launch.lean_enabled() is False  # decided: no second warning
+    monkeypatch.setattr(launch, "ENABLED", None)
+    monkeypatch.setattr(launch, "_jit_launch_matches", lambda: True)
+    assert launch.lean_enabled() is True
+    monkeypatch.setattr(launch, "ENABLED", None)
+    monkeypatch.setenv("PEPTIDE_LOSSES_LEAN_LAUNCH", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert launch.lean_enabled() is False  # turned off on purpose: silent
+
+
+def test_importing_the_package_does_not_import_triton():
+    code = "import sys, peptide_losses; print('triton' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def _triton_class(value: int) -> tuple:
@@ -52,7 +81,7 @@ def test_tensor_keys_hold_dtype_and_alignment():
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_lean_launches_equal_jit_launches_bitwise(reduction, monkeypatch):
     """Both losses, forward and backward, first launch (JIT) and later ones (direct), against the JIT."""
-    if not launch.ENABLED:
+    if not launch.lean_enabled():
         pytest.skip("this Triton's launch convention is not the lean path's")
     data = make_batch(64, 12, 40, device="cuda", seed=3)
     x = data.logits.requires_grad_()

@@ -114,7 +114,7 @@ def measure_case(case: Case, device: torch.device, settings: TimingSettings, flu
     """Latency of every implementation and both floors, timed in turns (paired: the host's speed
     drifts), then the graph replay of each implementation that runs other kernels."""
     sets = input_sets(case, device)
-    lean_available = launch.ENABLED
+    lean_available = launch.lean_enabled()
     steps, rows = {}, {}
 
     def prepare_for(name: str):
@@ -232,7 +232,7 @@ def write_report(folder: Path, environment: dict, floor_ms: float, rows: list[di
     text = "\n".join([
         f"# Per-call cost of the losses ({environment['device']})", "",
         f"torch {environment['torch']}, triton {environment['triton']}, {environment['date']}; "
-        f"lean launch {'available' if launch.ENABLED else 'not available'}; "
+        f"lean launch {'available' if launch.lean_enabled() else 'not available'}; "
         f"host floor `grad(x.sum(), x)` {floor_ms:.3f} ms at the start. Latencies are medians of calls timed in "
         f"turns, so each case's floors ({HOST_FLOOR}, {FUNCTION_FLOOR}) saw the same host as its implementations. "
         f"Produced by `python -m benchmarks.kernels.per_call`.", "",
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> Path:
     settings, flush = SETTINGS[device.type], L2Flush(device)
     environment = describe(device)
     floor_ms = host_floor_ms(device, settings)
-    print(json.dumps(dict(environment=environment, host_floor_ms=floor_ms, lean_launch=launch.ENABLED)), flush=True)
+    print(json.dumps(dict(environment=environment, host_floor_ms=floor_ms, lean_launch=launch.lean_enabled())), flush=True)
     with interpreter_if_cpu(device):
         rows = []
         for case in CASES[device.type]:
