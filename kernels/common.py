@@ -5,8 +5,9 @@ the sum or mean over spectra that the forward kernels compute themselves.
 The row tile: a program handles ``SPECTRA`` whole spectra as ``SPECTRA * BLOCK_L``
 rows (one per position, flattened spectrum-major), each row a window of
 ``BLOCK_W`` logits. Per-row sums over V stay on chip, per-spectrum sums are
-reductions over a reshaped (SPECTRA, BLOCK_L) view: no atomics, results are
-bitwise reproducible.
+reductions over a reshaped (SPECTRA, BLOCK_L) view, never atomic additions of values,
+so results are bitwise reproducible. (The one atomic, the forward kernels' ticket counter
+below, decides only which program sums the spectra, not the order it sums them in.)
 
 Why windows: in a contiguous (B, L, V) tensor row r starts at flat index r * V.
 With an odd V (the default vocabulary has 29 tokens) no row start is aligned, so

@@ -3,8 +3,9 @@
 The maths is :func:`peptide_losses.reference.precursor_mass_loss` applied to
 :func:`~peptide_losses.reference.expected_residue_masses` (or to given residue
 masses). One program handles ``SPECTRA`` whole spectra as rows of positions
-(:mod:`.common`), so every per-spectrum sum stays on chip
-and no atomics are needed: results are bitwise reproducible.
+(:mod:`.common`), so every per-spectrum sum stays on chip and no value is
+added atomically: results are bitwise reproducible (the sum over spectra takes one
+atomic ticket, :mod:`.common`, which decides who sums, not the order).
 
 - Forward reads the logits once in their own dtype, takes the softmax and the
   expected mass per position in the compute dtype (float32; float64 for

@@ -3,7 +3,9 @@
 The maths is :func:`peptide_losses.reference.spectrum_matching_loss` applied to
 :func:`~peptide_losses.reference.expected_residue_masses` (or to given residue
 masses). One program handles one spectrum; every sum over its peaks and ions
-stays on chip, so no atomics are needed and results are bitwise reproducible.
+stays on chip, and no value is added atomically, so results are bitwise reproducible
+(the sum over spectra takes one atomic ticket, :mod:`.common`, which decides who sums,
+not the order).
 
 Forward, per spectrum:
 
@@ -23,7 +25,7 @@ Forward, per spectrum:
 5. when a gradient is wanted, d loss_b / d(fragment m/z) of every ion: per
    ion for the theoretical direction, and for the observed one summed over the
    peaks that chose it by one-hot reductions over the peak axis (a fixed order,
-   no atomics); then d loss_b / d m_l by a reverse cumulative sum (prefix ions)
+   no atomic additions); then d loss_b / d m_l by a reverse cumulative sum (prefix ions)
    and an exclusive one (suffix ions), written as one (B, L) row block.
 
 Backward recomputes the softmax and writes ``g_b * dloss_b/dm_l * p_lv * (m_v - E_l)``
