@@ -13,6 +13,7 @@ raises a ValueError naming the argument instead, at the cost of one host sync.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, NamedTuple, Sequence
 
 import torch
@@ -38,11 +39,19 @@ from .checks import (
 from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS, resolve_distance_scale
 from .vocabulary import Vocabulary
 
-_CHECKED: dict = {}
+#: Distinct option values remembered (least recently used beyond): a sweep over many values
+#: must not grow memory without bound.
+CHECKED_OPTIONS = 1024
+
+
+@lru_cache(maxsize=CHECKED_OPTIONS)
+def _built(build: Callable, *values):
+    return build(*values)
 
 
 def _checked(build: Callable, values: tuple):
-    """``build(*values)``, which checks and converts a call's options, once per distinct value.
+    """``build(*values)``, which checks and converts a call's options, once per distinct value
+    (the last :data:`CHECKED_OPTIONS` kept).
 
     The functional entry points look options up on every call (a dict lookup once
     seen); the modules check theirs when built, so a bad option fails at
@@ -51,14 +60,12 @@ def _checked(build: Callable, values: tuple):
     """
     if torch.compiler.is_compiling():
         return build(*values)
-    key = (build, *values)
     try:
-        found = _CHECKED.get(key)
-    except TypeError:  # an unhashable value (a list): checked and converted every time
+        return _built(build, *values)
+    except TypeError as error:  # an unhashable value (a list): checked and converted every time
+        if "unhashable" not in str(error):
+            raise
         return build(*values)
-    if found is None:
-        found = _CHECKED[key] = build(*values)
-    return found
 
 
 class SpectrumOptions(NamedTuple):

@@ -375,3 +375,16 @@ def test_half_precision_mz_is_rejected(dtype):
         peptide_losses.spectrum_matching_loss(b.logits, b.mz.to(dtype), b.intensity, masses=b.masses, backend="reference")
     with pytest.raises(TypeError, match=r"\bprecursor_mz\b.*float32 or float64"):
         peptide_losses.precursor_mass_loss(b.logits, b.precursor_mz.to(dtype), b.charge, masses=b.masses, backend="reference")
+
+
+def test_the_checked_options_cache_is_bounded_and_unhashable_options_still_work():
+    from peptide_losses import functional
+
+    built = []
+    build = lambda *values: built.append(values) or values  # noqa: E731
+    for scale in range(functional.CHECKED_OPTIONS + 200):
+        assert functional._checked(build, (float(scale),)) == (float(scale),)
+    assert functional._built.cache_info().currsize <= functional.CHECKED_OPTIONS
+    assert functional._checked(build, (0.5,)) == (0.5,) and functional._checked(build, (0.5,)) == (0.5,)
+    assert built.count((0.5,)) == 1  # built once, then looked up
+    assert functional._checked(build, ([1, 2],)) == ([1, 2],)  # a list: built every time, not cached
