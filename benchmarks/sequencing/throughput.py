@@ -37,6 +37,7 @@ from peptide_losses.datasets import REAL_SETS, real_set
 from peptide_losses.decoding import candidate_ppm
 from peptide_losses.scoring import spectrum_scores
 from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
+from peptide_losses.spectra import Preprocessing
 from peptide_losses.train.decoding import beam_candidates
 
 from ..environment import RESULTS_ROOT, describe, slug
@@ -44,15 +45,16 @@ from ..environment import RESULTS_ROOT, describe, slug
 STAGES = ("input", "encode", "beam", "scoring", "judge")
 
 
-def real_spectra(count: int, vocabulary) -> list:
-    """``count`` spectra: the shipped real sets' (without annotations) repeated in order."""
+def real_spectra(count: int, vocabulary, preprocessing: Preprocessing | None = None) -> list:
+    """``count`` spectra: the shipped real sets' (without annotations) repeated in order, as read
+    (``preprocessing`` None) or preprocessed as ``sequence`` does."""
     pool = [dataclasses.replace(item.spectrum, tokens=None, sequence=None)
-            for name in REAL_SETS for item in real_set(name, vocabulary)]
+            for name in REAL_SETS for item in real_set(name, vocabulary, preprocessing)]
     return [pool[i % len(pool)] for i in range(count)]
 
 
 def write_mgf(spectra: list, path: Path) -> None:
-    """The spectra as an MGF (raw peaks: the command preprocesses them itself)."""
+    """The spectra as an MGF (as read: the command preprocesses them itself)."""
     with open(path, "w", encoding="ascii") as handle:
         for i, s in enumerate(spectra):
             handle.write(f"BEGIN IONS\nTITLE=spectrum {i}\nPEPMASS={s.precursor_mz!r}\nCHARGE={s.charge}+\n")
@@ -192,7 +194,7 @@ def main(argv=None) -> Path | str:
                "repeats": args.repeats, "checkpoints": {}}
     for checkpoint in args.checkpoint or [str(DEFAULT_CHECKPOINT)]:
         sequencer = dataclasses.replace(load_sequencer(checkpoint, device), backend=args.backend)
-        spectra = real_spectra(args.spectra, sequencer.vocabulary)
+        spectra = real_spectra(args.spectra, sequencer.vocabulary, Preprocessing())
         # Warm-up: the kernels' compilation and the allocator's first blocks are not throughput.
         stages(sequencer, spectra[:64], 2, 64)
         entry = {"max_length": sequencer.max_length, "judge": sequencer.judge is not None,
@@ -208,7 +210,7 @@ def main(argv=None) -> Path | str:
                   f"{median['spectra_per_s']:,.0f} spectra/s", flush=True)
         with tempfile.TemporaryDirectory() as folder:
             mgf = Path(folder) / "spectra.mgf"
-            write_mgf(spectra, mgf)
+            write_mgf(real_spectra(args.spectra, sequencer.vocabulary), mgf)
             fastest = max(entry["stages"], key=lambda r: r["measured"]["spectra_per_s"])
             for options in ([], ["--batch-size", str(fastest["batch"]), "--beam-size", str(fastest["beam"])]):
                 entry["command"].append({"options": options,
