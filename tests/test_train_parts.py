@@ -483,3 +483,13 @@ def test_compiled_model_is_one_graph_and_its_steps_equal_the_eager_steps():
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
     for a, b in zip(compiled_weights, eager_weights):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_closing_line_reports_each_splits_best_recall_from_the_runs_own_metrics():
+    from peptide_losses.train.summary import closing_line
+
+    final = {"val/easy/greedy/peptide_recall": 0.906, "val/easy/spectrum_rerank/peptide_recall": 0.93,
+             "val/real/greedy/peptide_recall": 0.1, "val/real/greedy/token_accuracy": 0.9, "train/ce": 1.0}
+    line = closing_line(final)
+    assert line.startswith("this run's best peptide recall per split: easy 0.930 (spectrum_rerank), real 0.100 (greedy)")
+    assert "none validated" in closing_line({"train/ce": 1.0})

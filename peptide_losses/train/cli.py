@@ -27,7 +27,7 @@ from ..checks import BACKENDS, checked_device
 from ..datasets import REAL_SETS, REPORTED_SETS
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .config import config_from_dict, load_config, merge_settings, preset_names, with_defaults
-from .summary import expectation, summary_table
+from .summary import closing_line, summary_table
 
 log = logging.getLogger("peptide_losses.train")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                       extra_validation=_named_paths(args.val_data))
         for line in summary_table(final):
             log.info("%s", line)
-        log.info("%s; every final metric: %s", expectation(args.preset, config.device), out / FINAL_METRICS)
+        log.info("%s; every final metric: %s", closing_line(final), out / FINAL_METRICS)
     finally:
         package_log.removeHandler(handler)
         handler.close()

@@ -1,4 +1,4 @@
-"""The end of a run on the console: a split x decoding table of the main metrics, and what to expect.
+"""The end of a run on the console: a split x decoding table of the main metrics, and a closing line.
 
 The table is built from whatever ``val/<split>/<decoding>/<metric>`` keys the final metrics
 hold, so a new split or decoding shows up without a change here; the full list is in
@@ -33,13 +33,15 @@ def summary_table(final: dict[str, float]) -> list[str]:
             for row in [header, *body]]
 
 
-def expectation(preset: str | None, device: str) -> str:
-    """One line on what a run like this one reaches (measured numbers: README, "What it reaches")."""
-    if preset == "gpu":
-        return ("expected for --preset gpu (one H200, ~7.5 min): peptide recall greedy / precursor beam / "
-                "spectrum rerank easy ~0.95 / 0.96 / 0.96, hard ~0.39 / 0.43 / 0.50, real ~0.16 / 0.20 / 0.23 "
-                "(README, 'What it reaches')")
-    if device == "cpu":
-        return ("expected on the CPU: learning, not sequencing (CE falls, token accuracy rises; peptide recall ~0 "
-                "and precursor errors of thousands of ppm); to sequence peptides run --preset gpu on a GPU")
-    return "for comparison, --preset gpu on one H200 reaches easy peptide recall ~0.95 (README, 'What it reaches')"
+def closing_line(final: dict[str, float]) -> str:
+    """One line on what this run reached, from its own final metrics: per split, the best
+    peptide recall over its decodings (and which); where to compare it."""
+    best: dict[str, tuple[float, str]] = {}
+    for name, value in final.items():
+        parts = name.split("/")
+        if len(parts) == 4 and parts[0] == "val" and parts[3] == "peptide_recall":
+            if parts[1] not in best or value > best[parts[1]][0]:
+                best[parts[1]] = (value, parts[2])
+    reached = ", ".join(f"{split} {value:.3f} ({decoding})" for split, (value, decoding) in best.items())
+    return (f"this run's best peptide recall per split: {reached or 'none validated'}; what the presets reach: "
+            "docs/trainer.md, 'What it reaches'")
