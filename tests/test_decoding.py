@@ -214,13 +214,17 @@ def test_the_spectrum_guide_rewards_the_residue_whose_ions_are_observed():
     # T after PEP puts b4 and y4 on peaks: the largest bonus, 2 (a hit each).
     assert bonus.argmax().item() == VOCAB.index("T") and bonus.max().item() == pytest.approx(2.0, abs=0.05)
     assert bonus[VOCAB.index("W")] < 0.5
-    # A beam with the guide keeps the guided candidate's log-probability the model's.
-    g = VOCAB.index("G")
-    flat = beam_search(lambda prefix: torch.where(torch.arange(len(VOCAB)) == g, 0.0, -5.0).expand(prefix.shape[0], -1),
-                       1, 3, 2, guide=lambda prefix: torch.zeros(prefix.shape[0], len(VOCAB)))
-    plain = beam_search(lambda prefix: torch.where(torch.arange(len(VOCAB)) == g, 0.0, -5.0).expand(prefix.shape[0], -1),
-                        1, 3, 2)
-    assert torch.equal(flat.tokens, plain.tokens) and torch.equal(flat.log_prob, plain.log_prob)
+    # A guide changes which candidates the beam keeps, never their log-probability: the model's.
+    g, a = VOCAB.index("G"), VOCAB.index("A")
+    model = lambda prefix: torch.where(torch.arange(len(VOCAB)) == g, 0.0, -5.0).expand(prefix.shape[0], -1)  # noqa: E731
+    likes_a = lambda prefix: torch.where(torch.arange(len(VOCAB)) == a, 10.0, 0.0).expand(prefix.shape[0], -1)  # noqa: E731
+    guided, plain = beam_search(model, 1, 3, 2, guide=likes_a), beam_search(model, 1, 3, 2)
+    assert VOCAB.decode(plain.tokens[0, 0].tolist()) == "GGG" and VOCAB.decode(guided.tokens[0, 0].tolist()) == "AAA"
+    normaliser = math.log(1 + (len(VOCAB) - 1) * math.exp(-5.0))
+    for found in (guided, plain):
+        for row, log_prob in zip(found.tokens[0].tolist(), found.log_prob[0].tolist()):
+            want = sum((0.0 if t == g else -5.0) - normaliser for t in row)
+            assert log_prob == pytest.approx(want, abs=1e-5)
 
 
 def test_an_n_terminal_modification_is_never_proposed_after_position_0():
