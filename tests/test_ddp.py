@@ -6,6 +6,7 @@ concatenated batch. Runs on CPU with gloo (CI), and with NCCL when two GPUs
 are present.
 """
 
+import gc
 import os
 import socket
 
@@ -67,8 +68,12 @@ def _worker(rank: int, port: int, backend: str, device_type: str, out: str) -> N
         _loss(ddp, features, batch, rows, vocab, backend).backward()
         if rank == 0:
             torch.save([p.grad.cpu() for p in model.parameters()], out)
-        # Without it one rank may tear down gloo while the other is still in
-        # DDP's last all-reduce: "terminate called without an active exception".
+        # Teardown in order: DDP's reducer holds the process group and its communication
+        # threads, so it goes first (a reducer destroyed after the group, at interpreter exit,
+        # can abort: "terminate called without an active exception"); then a barrier, so no
+        # rank tears gloo down while the other is still in a collective.
+        del ddp
+        gc.collect()
         dist.barrier()
     finally:
         dist.destroy_process_group()
