@@ -6,12 +6,18 @@ package was installed with ``pip install --no-deps --no-build-isolation -e .`` u
 """
 
 import importlib.util
+import sys
+from pathlib import Path
 
 import torch
 
 import peptide_losses as pl
 import peptide_losses.kernels  # noqa: F401  (the folder the legacy install leaves unmapped)
-from peptide_losses.synthetic import make_batch
+
+# The test batches live beside the benchmarks, not in the package: appended, so that the package
+# above is still the installed one.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from benchmarks.support.synthetic import make_batch  # noqa: E402
 
 assert importlib.util.find_spec("triton") is None, "this check needs an environment without triton"
 batch = make_batch(2, 6, 10, seed=3)

@@ -11,7 +11,7 @@ import torch
 import peptide_losses
 from helpers import set_at
 from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.synthetic import make_batch
 
 VOCAB = Vocabulary.default()
 

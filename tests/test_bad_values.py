@@ -18,7 +18,7 @@ import torch
 
 import peptide_losses as pl
 from helpers import DEVICE, set_at
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.synthetic import make_batch
 
 BACKENDS = ("reference", "triton")
 BAD = 1  # the spectrum that gets the bad value

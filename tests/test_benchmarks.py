@@ -15,7 +15,7 @@ import torch
 from benchmarks.kernels import goals, grid, implementations, measure, report, roofline, run, tune
 from benchmarks.kernels.grid import Case, precursor_case, spectrum_case
 from benchmarks.kernels.timing import TimingSettings, summarize, time_interleaved, time_step
-from peptide_losses.step_variants import capture_graph
+from benchmarks.support.step_variants import capture_graph
 
 CASE_AXES = ("batch", "length", "n_peaks", "ion_types", "charges", "dtype")
 

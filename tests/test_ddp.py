@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import peptide_losses as pl
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.synthetic import make_batch
 
 WORLD = 2
 B, L, N, FEATURES = 6, 9, 24, 5

@@ -6,7 +6,7 @@ registered with ``torch.library.triton_op`` so Inductor sees them. On the CPU
 ``torch.library.custom_op`` operators: torch cannot trace an interpreted kernel
 (``wrap_triton`` hands it back unwrapped and tracing then fails on fake
 tensors), so no test compiles a triton_op on the CPU. The training step is
-:mod:`peptide_losses.step_variants`' (which ``benchmarks/kernels/trainer_integration.py`` times).
+:mod:`benchmarks.support.step_variants`' (which ``benchmarks/kernels/trainer_integration.py`` times).
 
 Tolerances. Eager, compiled and replayed steps run the same float32 maths, but
 Inductor may fuse a * b + c into one FMA and reorder sums, each a rounding of
@@ -29,8 +29,8 @@ from torch._inductor.utils import run_and_get_code
 import peptide_losses as pl
 from helpers import DEVICE, ON_CUDA
 from peptide_losses.ops import precursor as precursor_op, spectrum as spectrum_op
-from peptide_losses.step_variants import GPU_SIZES, MassLossModel, StepVariant, make_inputs
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.step_variants import GPU_SIZES, MassLossModel, StepVariant, make_inputs
+from benchmarks.support.synthetic import make_batch
 
 needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="needs a GPU")
 SIZES = GPU_SIZES if ON_CUDA else dict(batch=4, length=8, peaks=24)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import peptide_losses as pl
 from helpers import ON_CUDA
 from peptide_losses.kernels import launch
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.synthetic import make_batch
 
 
 def test_this_triton_launches_as_the_lean_path_does():

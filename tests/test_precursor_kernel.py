@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 import peptide_losses
 from peptide_losses import checks, reference
 from peptide_losses.constants import C13_C12, H2O, PROTON
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.synthetic import make_batch
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 SCALES = (0.5, 100.0, 1e4)

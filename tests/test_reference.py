@@ -14,7 +14,7 @@ import peptide_losses
 from helpers.vocabulary import DEFAULT, peptides, pyteomics_token_masses
 from peptide_losses import reference
 from peptide_losses.constants import C13_C12, H2O, PROTON
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.synthetic import make_batch
 
 ALL_IONS = ("a", "b", "c", "x", "y", "z")
 AA_MASS = pyteomics_token_masses()

@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 import peptide_losses
 from peptide_losses import reference
 from peptide_losses.kernels import spectrum as spectrum_kernels
-from peptide_losses.synthetic import make_batch
+from benchmarks.support.synthetic import make_batch
 from peptide_losses.vocabulary import Vocabulary
 
 #: distance_scale values drawn, per distance: 0.02 Da (the trainer's, slopes of near matches) and 0.5 Da.

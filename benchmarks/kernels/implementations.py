@@ -19,7 +19,7 @@ import torch
 
 from peptide_losses import functional, reference
 from peptide_losses.checks import resolve_backend
-from peptide_losses.synthetic import LossBatch
+from benchmarks.support.synthetic import LossBatch
 
 from .grid import Case
 

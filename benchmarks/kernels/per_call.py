@@ -34,7 +34,7 @@ import torch
 
 from peptide_losses import functional
 from peptide_losses.kernels import launch
-from peptide_losses.step_variants import capture_graph
+from benchmarks.support.step_variants import capture_graph
 
 from ..environment import RESULTS_ROOT, describe, device_name, slug
 from . import end_to_end

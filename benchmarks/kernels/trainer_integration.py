@@ -1,6 +1,6 @@
 """The losses inside a training step: eager, ``torch.compile(fullgraph=True)`` and a CUDA-graph replay.
 
-The step is :mod:`peptide_losses.step_variants`' (a small MLP to logits, both
+The step is :mod:`benchmarks.support.step_variants`' (a small MLP to logits, both
 mass losses as modules, SGD), which ``tests/test_integration.py`` checks
 variant against variant. ``python -m benchmarks.kernels.trainer_integration`` prints (on
 a GPU) the largest differences of loss, gradients and updated weights between
@@ -13,7 +13,7 @@ import json
 
 import torch
 
-from peptide_losses.step_variants import GPU_SIZES, StepVariant, make_inputs
+from benchmarks.support.step_variants import GPU_SIZES, StepVariant, make_inputs
 
 from ..environment import describe
 from .timing import TimingSettings, time_step

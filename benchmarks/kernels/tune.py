@@ -23,8 +23,8 @@ from typing import Callable
 
 import torch
 
-from peptide_losses.step_variants import capture_graph
-from peptide_losses.synthetic import LossBatch, make_batch
+from benchmarks.support.step_variants import capture_graph
+from benchmarks.support.synthetic import LossBatch, make_batch
 
 from . import grid
 from .run import interpreter_if_cpu

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .constants import H2O, PROTON
-from .reference import fragment_mz
-from .vocabulary import Vocabulary
+from peptide_losses.constants import H2O, PROTON
+from peptide_losses.reference import fragment_mz
+from peptide_losses.vocabulary import Vocabulary
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary
+from peptide_losses import PrecursorMassLoss, SpectrumMatchingLoss, Vocabulary
 from .synthetic import make_batch
 
 FEATURES = 32
