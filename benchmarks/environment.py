@@ -56,3 +56,13 @@ def describe(device: torch.device) -> dict:
         "triton": _triton_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def save_results(folder: Path, stem: str, results: dict, markdown: str) -> Path:
+    """``folder/stem.json`` (the results) and ``folder/stem.md`` (the report); returns the report's path."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (folder / f"{stem}.md").write_text(markdown)
+    return folder / f"{stem}.md"

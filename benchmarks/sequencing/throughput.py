@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
 from peptide_losses.spectra import Preprocessing
 from peptide_losses.train.decoding import beam_candidates
 
-from ..environment import RESULTS_ROOT, describe, slug
+from ..environment import RESULTS_ROOT, describe, save_results, slug
 
 STAGES = ("input", "encode", "beam", "scoring", "judge")
 
@@ -219,11 +218,8 @@ def main(argv=None) -> Path | str:
         results["checkpoints"][Path(checkpoint).name] = entry
     if args.smoke:
         return report(results)
-    out = Path(args.results) / ("cpu" if device.type == "cpu" else slug(results["environment"]["device"]))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "throughput.md").write_text(report(results))
-    return out / "throughput.md"
+    folder = Path(args.results) / ("cpu" if device.type == "cpu" else slug(results["environment"]["device"]))
+    return save_results(folder, "throughput", results, report(results))
 
 
 if __name__ == "__main__":
