@@ -376,3 +376,32 @@ def test_sequencing_throughput_smoke_run_and_its_spectra_file(tmp_path):
     back = [item.spectrum for item in read_spectra(tmp_path / "five.mgf", Vocabulary.default())]
     assert [(s.precursor_mz, s.charge) for s in back] == [(s.precursor_mz, s.charge) for s in spectra[:5]]
     assert all(np.array_equal(a.mz, b.mz) and np.array_equal(a.intensity, b.intensity) for a, b in zip(back, spectra))
+
+
+def test_adaptation_reads_no_label_and_repeats_for_a_seed():
+    """The adaptation benchmark's arms: the same weights for a seed, and the same whether the spectra carry
+    their true annotations, wrong ones or none (the method may read no label)."""
+    import dataclasses
+
+    from benchmarks.training import adaptation
+    from peptide_losses.datasets import real_set
+    from peptide_losses.sequencing import load_sequencer
+    from peptide_losses.spectra import Preprocessing
+
+    torch.set_num_threads(1)
+    sequencer = load_sequencer()
+    spectra = [item.spectrum for item in real_set("massivekb-test", sequencer.vocabulary, Preprocessing())][:6]
+    found = adaptation.decode(sequencer, adaptation.strip(spectra))
+    wrong = [dataclasses.replace(s, tokens=tuple(reversed(s.tokens)), sequence="WRONGK") for s in spectra]
+    thresholds = {"judge": 0.0, "score": -math.inf}
+
+    def weights(given, seed=0):
+        adapted, _ = adaptation.adapt(sequencer, adaptation.ARMS["both"], given, found, thresholds, seed, 2, 3, 0.3)
+        return torch.cat([p.detach().flatten() for p in adapted.model.parameters()])
+
+    plain = weights(adaptation.strip(spectra))
+    assert torch.equal(plain, weights(adaptation.strip(spectra)))
+    assert torch.equal(plain, weights(spectra)) and torch.equal(plain, weights(wrong))
+    assert not torch.equal(plain, weights(adaptation.strip(spectra), seed=1))
+    before = torch.cat([p.detach().flatten() for p in sequencer.model.parameters()])
+    assert not torch.equal(plain, before)  # the arm trained; the shipped model itself is untouched
