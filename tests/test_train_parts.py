@@ -493,3 +493,15 @@ def test_the_closing_line_reports_each_splits_best_recall_from_the_runs_own_metr
     line = closing_line(final)
     assert line.startswith("this run's best peptide recall per split: easy 0.930 (spectrum_rerank), real 0.100 (greedy)")
     assert "none validated" in closing_line({"train/ce": 1.0})
+
+
+def test_the_human_peptide_preset_can_write_every_shipped_real_peptide():
+    from pathlib import Path
+
+    from peptide_losses.datasets import REAL_SETS, real_set
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "training" / "configs" / "preset_human_ms2pip.json"
+    c = load_config(path, preset="gpu")
+    assert c.simulation.peptides == "human" and c.simulation.train.max_length <= c.max_length
+    longest = max(len(item.spectrum.tokens) for name in REAL_SETS for item in real_set(name, VOCAB))
+    assert longest <= c.max_length
