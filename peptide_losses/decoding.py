@@ -33,7 +33,7 @@ from . import reference
 from .checks import (check_float, check_integer, check_integer_tensor, check_number, check_same_device, check_shape,
                      choose)
 from .constants import PROTON
-from .functional import precursor_options
+from .options import precursor_options
 from .scoring import candidate_masses, checked_masses, checked_tokens
 from .vocabulary import Vocabulary
 

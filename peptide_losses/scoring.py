@@ -20,7 +20,7 @@ import torch
 from . import reference
 from .checks import (bad_candidate_positions, check_float, check_integer_tensor, check_same_device, check_shape,
                      real_peaks, resolve_backend)
-from .functional import spectrum_options
+from .options import spectrum_options
 from .vocabulary import Vocabulary
 
 

@@ -378,7 +378,7 @@ def test_half_precision_mz_is_rejected(dtype):
 
 
 def test_the_checked_options_cache_is_bounded_and_unhashable_options_still_work():
-    from peptide_losses import functional
+    from peptide_losses import options as functional
 
     built = []
     build = lambda *values: built.append(values) or values  # noqa: E731

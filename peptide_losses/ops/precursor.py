@@ -21,7 +21,7 @@ from ..kernels.precursor import precursor_backward, precursor_forward, precursor
 from ..reference import compute_dtype, reduce_spectra
 
 if TYPE_CHECKING:
-    from ..functional import PrecursorOptions
+    from ..options import PrecursorOptions
 
 
 class PrecursorMassLossFunction(torch.autograd.Function):
@@ -98,7 +98,7 @@ def precursor_mass_loss_fused(x, masses, mask, precursor_mz, charge, options: Pr
         x, masses: logits (B, L, V) with masses (V,) Da, or residue masses (B, L) Da with
             masses None. Gradients flow to ``x`` only.
         mask: (B, L) bool. precursor_mz: (B,) observed m/z. charge: (B,) integer.
-        options: checked options (:func:`peptide_losses.functional.precursor_options`).
+        options: checked options (:func:`peptide_losses.options.precursor_options`).
 
     Returns:
         Log-scaled ppm, float32 (float64 for float64 input): scalar for

@@ -21,7 +21,7 @@ from ..kernels.spectrum import spectrum_backward, spectrum_forward, spectrum_out
 from ..reference import compute_dtype, reduce_spectra
 
 if TYPE_CHECKING:
-    from ..functional import SpectrumOptions
+    from ..options import SpectrumOptions
 
 
 class SpectrumMatchingLossFunction(torch.autograd.Function):
@@ -111,7 +111,7 @@ def spectrum_matching_loss_fused(x, masses, mask, mz, intensity, peak_mask, opti
             masses None. Gradients flow to ``x`` only.
         mask: (B, L) bool. mz: (B, N) observed m/z. intensity: (B, N) >= 0.
         peak_mask: (B, N) bool.
-        options: checked options (:func:`peptide_losses.functional.spectrum_options`).
+        options: checked options (:func:`peptide_losses.options.spectrum_options`).
 
     Returns:
         Da or ppm, float32 (float64 for float64 input): scalar for ``"mean"`` /
