@@ -25,7 +25,7 @@ def training_step(model, batch, optimizer, w=pl.recommended.RECOMMENDED):
     spec = spectrum_loss(logits, batch.mz, batch.intensity, mask=batch.mask, peak_mask=batch.peak_mask)
     prec = precursor_loss(logits, batch.precursor_mz, batch.charge, mask=batch.mask)
     # Both weights are 0 in RECOMMENDED: no setting measured so far trains a better model
-    # ("Do the mass losses help?"); the losses are logged, and the precursor is used at decoding.
+    # (docs/trainer.md, "Do the mass losses help?"); the losses are logged, the precursor used at decoding.
     loss = ce + w.spectrum_weight * spec + w.precursor_weight * prec
     optimizer.zero_grad(); loss.backward(); optimizer.step()
     return ce.detach(), spec.detach(), prec.detach()
