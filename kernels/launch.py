@@ -66,8 +66,8 @@ def _jit_launch_matches() -> bool:
             and "launch_metadata = kernel.launch_metadata(grid, stream, *bound_args.values())" in source)
 
 
-#: What the JIT path costs per launch, measured (benchmarks/kernels/per_call.py, H200, 2026-12-03).
-JIT_LAUNCH_COST = "about 20-40 us more host time per loss call than the direct launch"
+#: What the JIT path costs, measured (benchmarks/results/nvidia-h200/per_call.md, H200, 2026-12-02).
+JIT_LAUNCH_COST = "about 0.05-0.08 ms more host time per forward + backward call of a loss"
 
 #: Whether launches may bypass the JIT (see the module docstring): None until the first GPU launch
 #: decides (:func:`lean_enabled`); benchmarks set it to compare both paths.
