@@ -12,7 +12,7 @@ scores with the model's and the precursor's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Sequence
 
 import torch
@@ -21,31 +21,19 @@ from . import reference
 from .checks import (bad_candidate_positions, check_float, check_integer_tensor, check_same_device, check_shape,
                      real_peaks, resolve_backend)
 from .options import spectrum_options
+from .reference import SPECTRUM_DEFAULTS
 from .vocabulary import Vocabulary
 
 
-@dataclass(frozen=True)
-class ScoreDefaults:
-    """Options of :func:`spectrum_scores`, chosen on real spectra and reranked beams.
-
-    ``direction="both"``: a candidate is judged by the peaks it leaves
-    unexplained *and* by the ions it predicts where there is no peak. With b/y
-    ions at charges 1 and 2 and tau = 0.005 Da the true peptide scores below all
-    of 20 same-mass permutations in 99.2 % of the 128 real spectra, and reranking
-    a beam of 20 gives the best hard recall of the option sets measured but a/b/y
-    (whose gain is partly the simulator's a ions); README "Where the mass losses
-    help", ``benchmarks/results/nvidia-h200/decoding/``.
-    """
-
-    ion_types: tuple[str, ...] = ("b", "y")
-    charges: tuple[int, ...] = (1, 2)
-    direction: str = "both"
-    distance: str = "da"
-    distance_scale: float | str | None = "auto"
-    intensity_power: float = 1.0
-
-
-SCORE_DEFAULTS = ScoreDefaults()
+#: Options of :func:`spectrum_scores`: the spectrum loss's (:data:`~peptide_losses.reference.SPECTRUM_DEFAULTS`,
+#: one place) but ``direction="both"``, chosen on real spectra and reranked beams: a candidate is judged
+#: by the peaks it leaves unexplained *and* by the ions it predicts where there is no peak. With b/y ions
+#: at charges 1 and 2 and tau = 0.005 Da the true peptide scores below all of 20 same-mass permutations in
+#: 99.2 % of the 128 real spectra, and reranking a beam of 20 gives the best hard recall of the option sets
+#: measured but a/b/y (whose gain is partly the simulator's a ions); docs/sequencing.md, "Where the mass
+#: losses help", ``benchmarks/results/nvidia-h200/decoding/``. (``reduction`` does not apply: one score
+#: per candidate.)
+SCORE_DEFAULTS = dataclasses.replace(SPECTRUM_DEFAULTS, direction="both")
 #: Peaks per tile and warps of the scoring launch: a short peptide's forward alone (no
 #: gradient) per program is latency-bound, and small programs keep more of them in flight.
 #: The sweep that chose them: benchmarks/NOTES.md, "Launch parameters".

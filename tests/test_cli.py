@@ -171,7 +171,7 @@ def test_rescore_at_weight_zero_returns_casanovos_file_unchanged(tmp_path, capsy
 def test_rescore_puts_the_true_peptide_above_its_same_mass_decoy(tmp_path, capsys, vocabulary):
     """For each of the 128 real Casanovo-sample spectra, a tool ranks a shuffled same-mass decoy first
     and the true peptide second, at equal scores. The spectrum evidence must reorder nearly all: the
-    true peptide scores below its permutations in 99 % of these spectra (scoring.ScoreDefaults)."""
+    true peptide scores below its permutations in 99 % of these spectra (scoring.SCORE_DEFAULTS)."""
     items = real_set("casanovo-sample", vocabulary)
     truth = torch.zeros(len(items), 40, dtype=torch.long)
     for b, (_, s) in enumerate(items):

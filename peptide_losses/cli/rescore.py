@@ -22,7 +22,7 @@ import torch
 from ..decoding import candidate_ppm
 from ..integrations.candidates import candidate_tokens
 from ..mztab import SCORE_COLUMN, MzTabError, read_psm_file
-from ..scoring import SCORE_DEFAULTS, spectrum_scores
+from ..scoring import spectrum_scores
 from ..spectra import collate
 from ..vocabulary import Vocabulary
 from .inputs import SPECTRA_HELP, add_backend_argument, read_input
@@ -60,7 +60,7 @@ def evidence(sequences: list[list[str]], spectra, vocabulary: Vocabulary, tolera
     batch = collate(list(spectra), vocabulary)
     masses = vocabulary.mass_tensor()
     scores = spectrum_scores(rows, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
-                             backend=backend, **vars(SCORE_DEFAULTS))
+                             backend=backend)
     ppm = candidate_ppm(rows, masses, batch.precursor_mz, batch.charge, tuple(isotope_errors))
     # A NaN ppm (a bad precursor) cannot show that the candidate fits: it pays the penalty.
     cost = scores + PRECURSOR_PENALTY * ~(ppm <= tolerance)
