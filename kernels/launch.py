@@ -128,7 +128,7 @@ class LeanKernel:
 
     def launch(self, grid: tuple, *args, **meta) -> None:
         x = args[0]
-        if type(x) is not torch.Tensor or not x.is_cuda or not (ENABLED or ENABLED is None and lean_enabled()):
+        if type(x) is not torch.Tensor or not x.is_cuda or not lean_enabled():
             traceable(self.kernel, x)[grid](*args, **meta)
             return
         device = torch.cuda.current_device()

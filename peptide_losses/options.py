@@ -38,11 +38,10 @@ def _checked(build: Callable, values: tuple):
     if torch.compiler.is_compiling():
         return build(*values)
     try:
-        return _built(build, *values)
-    except TypeError as error:  # an unhashable value (a list): checked and converted every time
-        if "unhashable" not in str(error):
-            raise
+        hash(values)
+    except TypeError:  # an unhashable value (a list): checked and converted every time
         return build(*values)
+    return _built(build, *values)
 
 
 class SpectrumOptions(NamedTuple):
