@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 
-from peptide_losses.cli import main as cli
 from peptide_losses.datasets import REAL_SETS, real_set
 from peptide_losses.decoding import candidate_ppm
 from peptide_losses.scoring import spectrum_scores
@@ -40,6 +39,7 @@ from peptide_losses.spectra import Preprocessing
 from peptide_losses.train.decoding import beam_candidates
 
 from ..environment import RESULTS_ROOT, describe, save_results, slug
+from .real_sets import run
 
 STAGES = ("input", "encode", "beam", "scoring", "judge")
 
@@ -133,9 +133,10 @@ def command(mgf: Path, checkpoint: str, device: str, backend: str, options: list
     argv = ["sequence", str(mgf), "-o", str(folder / "out.mztab"), "--checkpoint", checkpoint, "--device", device,
             "--backend", backend, "--no-progress", *options]
     start = time.perf_counter()
-    if cli(argv) != 0:
-        raise RuntimeError(f"peptide-losses {' '.join(argv)} failed")
-    return time.perf_counter() - start
+    summary = run(argv)
+    seconds = time.perf_counter() - start
+    print(summary.strip().splitlines()[-1], flush=True)
+    return seconds
 
 
 def variants(smoke: bool, device: torch.device) -> list[dict]:
