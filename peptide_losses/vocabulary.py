@@ -118,6 +118,12 @@ def _token_mass(token: str) -> float:
     return delta
 
 
+def _to_device(t: torch.Tensor, device) -> torch.Tensor:
+    # A blocking copy from pageable memory waits for the whole GPU queue; the decoders build these
+    # tables once per batch while the previous batch's work may still be queued.
+    return t if device is None else t.to(device, non_blocking=True)
+
+
 def _names(name: str, tokens) -> tuple[str, ...]:
     """``tokens`` as a tuple of token names; TypeError naming ``name`` for a string or a non-string token."""
     names = tuple(check_sequence(name, tokens, "a sequence of token names (str)"))
@@ -341,11 +347,11 @@ class Vocabulary:
 
     def start_only_mask(self, device=None) -> torch.Tensor:
         """(V,) bool, True at the tokens that may only open a peptide (:meth:`is_n_terminal`)."""
-        return torch.tensor([self.is_n_terminal(token) for token in self.tokens], device=device)
+        return _to_device(torch.tensor([self.is_n_terminal(token) for token in self.tokens]), device)
 
     def mass_tensor(self, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
         """Token masses (V,) in Da, the ``masses`` argument of the losses."""
-        return torch.tensor(self.masses, dtype=dtype, device=device)
+        return _to_device(torch.tensor(self.masses, dtype=dtype), device)
 
     # ---------------------------------------------------------------- parsing
     def _match_delta(self, residue: str | None, delta: float, text: str, pos: int) -> str:

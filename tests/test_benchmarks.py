@@ -378,6 +378,21 @@ def test_sequencing_throughput_smoke_run_and_its_spectra_file(tmp_path):
     assert all(np.array_equal(a.mz, b.mz) and np.array_equal(a.intensity, b.intensity) for a, b in zip(back, spectra))
 
 
+def test_beam_profile_smoke_run():
+    """The beam profile's smoke mode times every variant and compares its candidates with the shipped
+    float32 beam's: the same beam run twice agrees with itself exactly."""
+    from benchmarks.sequencing import beam_profile
+
+    table = beam_profile.main(["--smoke"])
+    names = {v.name for v in beam_profile.VARIANTS}
+    rows = {line.split("|")[1].strip(): line.split("|")[2:6] for line in table.splitlines()
+            if line.split("|")[1:2] and line.split("|")[1].strip() in names}
+    assert set(rows) == names
+    assert all(float(cells[0]) > 0 for cells in rows.values())
+    assert rows["as shipped (float32)"][2:] == [" 1.000 ", " 0.00e+00 "]
+    assert "First host sync inside the beam: not measured (CPU)" in table
+
+
 def test_adaptation_reads_no_label_and_repeats_for_a_seed():
     """The adaptation benchmark's arms: the same weights for a seed, and the same whether the spectra carry
     their true annotations, wrong ones or none (the method may read no label)."""

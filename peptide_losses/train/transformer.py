@@ -96,17 +96,20 @@ class CachedDecoder:
     """
 
     def __init__(self, model: PeptideTransformer, memory, padding, start, repeats: int) -> None:
-        self.model, self.heads, self.steps = model, model.config.heads, 0
+        self.model, self.heads, self.steps, self.repeats = model, model.config.heads, 0, repeats
         self.start = start.repeat_interleave(repeats, 0)
         dim = model.config.dim
+        # The peaks' keys and values once per spectrum, not per row: a spectrum's ``repeats`` rows
+        # attend to them as that many queries of one attention call. Repeated per row, one query
+        # each, the cross-attention read every spectrum's keys ``repeats`` times and took 85 % of a
+        # beam step on an H200 (benchmarks/results/nvidia-h200/beam_profile.md).
         self.memory = []
         for layer in model.decoder:
             attention = layer.multihead_attn
             keys, values = nn.functional.linear(memory, attention.in_proj_weight[dim:],
                                                 attention.in_proj_bias[dim:]).chunk(2, -1)
-            self.memory.append((self._split(keys).repeat_interleave(repeats, 0),
-                                self._split(values).repeat_interleave(repeats, 0)))
-        self.attend = ~padding.repeat_interleave(repeats, 0)[:, None, None, :]
+            self.memory.append((self._split(keys), self._split(values)))
+        self.attend = ~padding[:, None, None, :]
         self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,17 +134,28 @@ class CachedDecoder:
                 self.cache[i] = (k, v)
             else:
                 self.cache.append((k, v))
-            x = x + attention.out_proj(self._merge(nn.functional.scaled_dot_product_attention(q, k, v)))
+            x = x + attention.out_proj(self._merge(self._attend_cache(q, k, v)))
             cross = layer.multihead_attn
             dim = x.shape[-1]
-            q = self._split(nn.functional.linear(layer.norm2(x), cross.in_proj_weight[:dim], cross.in_proj_bias[:dim]))
+            q = nn.functional.linear(layer.norm2(x), cross.in_proj_weight[:dim], cross.in_proj_bias[:dim])
             keys, values = self.memory[i]
+            # (B * repeats, 1, D) -> (B, heads, repeats, D / heads): each spectrum's rows as its queries.
+            q = q.view(-1, self.repeats, self.heads, dim // self.heads).transpose(1, 2)
             attended = nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=self.attend)
-            x = x + cross.out_proj(self._merge(attended))
+            x = x + cross.out_proj(attended.transpose(1, 2).reshape(x.shape))
             x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
         self.steps += 1
         return model.head(model.norm(x))[:, -1]
 
+    @staticmethod
+    def _attend_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """One query (R, heads, 1, d) over the tokens so far (R, heads, t, d), written out: the fused
+        attention kernels tile 64 queries at a time, 63 of them wasted on a single one."""
+        weights = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, -1)
+        return weights @ v
+
     def reorder(self, rows: torch.Tensor) -> None:
-        """Keep the cache of ``rows`` (R,), in that order (a beam's survivors)."""
+        """Keep the cache of ``rows`` (R,), in that order (a beam's survivors). Each row must stay
+        among its own spectrum's ``repeats`` rows, as a beam's do: the peaks' keys and values are
+        held once per spectrum and do not move."""
         self.cache = [(k[rows], v[rows]) for k, v in self.cache]
