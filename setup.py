@@ -36,5 +36,7 @@ setup(
         "casanovo": ["casanovo==5.2.1", "pyarrow<22"],
         # numpy >= 2: cannot share an environment with casanovo 5.2.1.
         "instanovo": ["instanovo==1.2.2"],
+        # The trainer's optional run logging (logging.wandb in its config); tested offline.
+        "wandb": ["wandb==0.31.0"],
     },
 )

@@ -66,8 +66,8 @@ def pytest_collection_modifyitems(config, items):
 #: The tools the integration tests drive, each in an environment of its own in CI (casanovo 5.2.1
 #: pins numpy < 2, instanovo 1.2.2 needs numpy >= 2, ms2pip 4.1.2 pyteomics < 5), and the extra
 #: that installs each.
-INTEGRATIONS = ("casanovo", "instanovo", "ms2pip")
-EXTRAS = {"casanovo": "casanovo", "instanovo": "instanovo", "ms2pip": "simulate"}
+INTEGRATIONS = ("casanovo", "instanovo", "ms2pip", "wandb")
+EXTRAS = {"casanovo": "casanovo", "instanovo": "instanovo", "ms2pip": "simulate", "wandb": "wandb"}
 #: Comma-separated tools that must be installed (a missing one fails its tests);
 #: unset, CI requires all of INTEGRATIONS and a developer none.
 REQUIRE_ENV = "PEPTIDE_LOSSES_REQUIRE"
@@ -98,6 +98,11 @@ def ms2pip():
 @pytest.fixture(scope="session")
 def instanovo():
     return optional_package("instanovo")
+
+
+@pytest.fixture(scope="session")
+def wandb():
+    return optional_package("wandb")
 
 
 @pytest.fixture(scope="session")
