@@ -390,7 +390,7 @@ def test_beam_profile_smoke_run():
     assert set(rows) == names
     assert all(float(cells[0]) > 0 for cells in rows.values())
     assert rows["as shipped (float32)"][2:] == [" 1.000 ", " 0.00e+00 "]
-    assert "First host sync inside the beam: not measured (CPU)" in table
+    assert "Beam free of host syncs (64 spectra, its encode excepted): not measured (CPU)." in table
 
 
 def test_adaptation_reads_no_label_and_repeats_for_a_seed():

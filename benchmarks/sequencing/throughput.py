@@ -8,7 +8,7 @@ repeated to ``--spectra``. Two measurements per checkpoint:
 
 1. **Stages** of the decode, batch by batch, each bounded by a device synchronisation:
    ``input`` (collate, copy to the device), ``encode`` (the model's encoder), ``beam`` (the
-   beam's decoder steps and guide: the beam search minus its encode, timed alone), ``scoring``
+   beam's decoder steps and guide, given the encoder's output), ``scoring``
    (precursor ppm and spectrum scores of every candidate) and ``judge`` (the 20 features and the
    logistic regression), at each beam size K, batch size and ``stop_check_every`` (how often the
    beam asks the device whether every candidate has stopped: a host sync; None never asks).
@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -90,9 +91,10 @@ def stages(sequencer, spectra: list, beam_size: int, batch_size: int) -> dict:
         torch.cuda.reset_peak_memory_stats(sequencer.device)
     for start in range(0, len(spectra), batch_size):
         batch = clock.time("input", sequencer.batch, spectra[start:start + batch_size])
-        clock.time("encode", model.encode, batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
+        encoded = clock.time("encode", model.encode, batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz,
+                             batch.charge)
         found = clock.time("beam", beam_candidates, model, batch, beam_size, settings.guide_weight,
-                           sequencer.stop_check_interval(batch))
+                           sequencer.stop_check_interval(batch), encoded)
         ppm = clock.time("scoring", candidate_ppm, found.tokens, masses, batch.precursor_mz, batch.charge,
                          sequencer.config.losses.precursor.isotope_errors)
         scores = clock.time("scoring", spectrum_scores, found.tokens, batch.mz, batch.intensity, masses=masses,
@@ -103,8 +105,6 @@ def stages(sequencer, spectra: list, beam_size: int, batch_size: int) -> dict:
             beam = Beam(found.tokens, found.log_prob, found.finished, ppm, scores)
             clock.time("judge", lambda: sequencer.judge.probability(sequencer.features(batch, beam), beam.finished))
     seconds = dict(clock.seconds)
-    # beam_candidates encodes too: its steps alone are the difference.
-    seconds["beam"] = max(seconds["beam"] - seconds["encode"], 0.0)
     total = sum(seconds.values())
     peak = torch.cuda.max_memory_allocated(sequencer.device) / 2**30 if sequencer.device.type == "cuda" else None
     return {"seconds": seconds, "total_s": total, "spectra_per_s": len(spectra) / total, "peak_gib": peak,
@@ -113,17 +113,22 @@ def stages(sequencer, spectra: list, beam_size: int, batch_size: int) -> dict:
 
 @torch.no_grad()
 def sync_free(sequencer, spectra: list, beam_size: int) -> str:
-    """"yes" if one beam with ``stop_check_every=None`` runs under sync debug mode "error", else the error."""
+    """"yes" if one beam of the first 64 spectra with ``stop_check_every=None`` (its encode excepted) runs
+    under sync debug mode "error", else "no: " and the line of this package that synchronised."""
     if sequencer.device.type != "cuda":
         return "not measured (CPU)"
     batch = sequencer.batch(spectra[:64])
+    model = sequencer.model
+    encoded = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        beam_candidates(sequencer.model, batch, beam_size, sequencer.config.decoding.guide_weight, None)
+        beam_candidates(model, batch, beam_size, sequencer.config.decoding.guide_weight, None, encoded)
         return "yes"
     except RuntimeError as error:
-        return f"no: {str(error).splitlines()[0]}"
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if "peptide_losses" in f.filename]
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno} `{frames[-1].line}`" if frames else "unknown"
+        return f"no: {where}: {str(error).splitlines()[0]}"
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

@@ -44,16 +44,18 @@ def greedy(model, batch: SpectrumBatch) -> torch.Tensor:
 
 @torch.no_grad()
 def beam_candidates(model, batch: SpectrumBatch, beam_size: int, guide_weight: float | None = None,
-                    stop_check_every: int | None = 1) -> Candidates:
+                    stop_check_every: int | None = 1, encoded: tuple | None = None) -> Candidates:
     """All ``beam_size`` candidates of the model's beam search (:func:`peptide_losses.decoding.beam_search`,
     one cached decoder step per token, N-terminal modifications only at position 0); ``guide_weight``:
-    guided by :func:`peptide_losses.decoding.spectrum_guide` of that weight; ``stop_check_every`` as there."""
+    guided by :func:`peptide_losses.decoding.spectrum_guide` of that weight; ``stop_check_every`` as there;
+    ``encoded``: ``model.encode``'s output for ``batch`` where the caller has it (else encoded here)."""
     model = unwrap(model)
     if not getattr(model, "autoregressive", False):
         raise ValueError("beam search needs an autoregressive model (model.kind 'transformer')")
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    encoded = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
+    if encoded is None:
+        encoded = model.encode(batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
     decoder = model.cached_decoder(*encoded, repeats=beam_size)
     guide = None
     if guide_weight is not None:
