@@ -9,7 +9,8 @@ from torch import nn
 
 from . import functional
 from .reference import PRECURSOR_DEFAULTS, SPECTRUM_DEFAULTS
-from .checks import check_backend, check_flag, check_options
+from .checks import check_backend, check_flag
+from .options import precursor_options, spectrum_options
 from .vocabulary import Vocabulary
 
 
@@ -86,14 +87,9 @@ class SpectrumMatchingLoss(_VocabularyLoss):
         check_values: bool = False,
         tokens: Sequence[str | None] | None = None,
     ) -> None:
-        # Checked before tuple(): a string "by" would otherwise become ("b", "y").
-        check_options(ion_types=ion_types, charges=charges, direction=direction, distance=distance,
-                      distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction)
-        super().__init__(vocabulary, dict(
-            ion_types=tuple(ion_types), charges=tuple(charges), direction=direction, distance=distance,
-            distance_scale=distance_scale, intensity_power=intensity_power, reduction=reduction,
-            backend=backend, check_values=check_values,
-        ), tokens)
+        checked = spectrum_options(ion_types, charges, direction, distance, distance_scale, intensity_power,
+                                   reduction)
+        super().__init__(vocabulary, dict(checked._asdict(), backend=backend, check_values=check_values), tokens)
 
     def forward(self, logits, mz, intensity, mask=None, peak_mask=None, *, residue_masses=None):
         masses = self.masses if logits is not None else None
@@ -122,11 +118,8 @@ class PrecursorMassLoss(_VocabularyLoss):
         check_values: bool = False,
         tokens: Sequence[str | None] | None = None,
     ) -> None:
-        check_options(scale=scale, isotope_errors=isotope_errors, reduction=reduction)
-        super().__init__(vocabulary, dict(
-            scale=scale, isotope_errors=tuple(isotope_errors), reduction=reduction,
-            backend=backend, check_values=check_values,
-        ), tokens)
+        checked = precursor_options(scale, isotope_errors, reduction)
+        super().__init__(vocabulary, dict(checked._asdict(), backend=backend, check_values=check_values), tokens)
 
     def forward(self, logits, precursor_mz, charge, mask=None, *, residue_masses=None):
         masses = self.masses if logits is not None else None
