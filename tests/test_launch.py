@@ -71,10 +71,15 @@ def test_integer_keys_refine_tritons_specialisation(a, b):
         assert _triton_class(a) == _triton_class(b)
 
 
-def test_tensor_keys_hold_dtype_and_alignment():
-    x = torch.zeros(8)
-    assert launch._arg_key(x) == (torch.float32, x.data_ptr() % 16 == 0)
-    assert launch._arg_key(x[1:]) == (torch.float32, False)
+def test_tensor_keys_tell_apart_what_triton_specialises_on():
+    """Triton compiles a kernel per pointer dtype and per 16-byte alignment: tensors alike in both share a
+    key, tensors differing in either do not (the allocator aligns a fresh tensor; a 4-byte offset does not)."""
+    x, y = torch.zeros(8), torch.ones(32)
+    assert x.data_ptr() % 16 == 0 and y.data_ptr() % 16 == 0 and x[1:].data_ptr() % 16 == 4
+    assert launch._arg_key(x) == launch._arg_key(y)
+    assert launch._arg_key(x) != launch._arg_key(x[1:])
+    assert launch._arg_key(x) != launch._arg_key(y.double())
+    assert launch._arg_key(x[1:]) == launch._arg_key(y[5:])
 
 
 @pytest.mark.skipif(not ON_CUDA, reason="the direct launch needs compiled kernels (a GPU)")
