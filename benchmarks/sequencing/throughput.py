@@ -62,21 +62,23 @@ def write_mgf(spectra: list, path: Path) -> None:
             handle.write("END IONS\n")
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class Clock:
     """Seconds of each stage, each bounded by a synchronisation of ``device``."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.seconds = device, {stage: 0.0 for stage in STAGES}
 
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def time(self, stage: str, function, *args, **kwargs):
-        self.sync()
+        synchronize(self.device)
         start = time.perf_counter()
         out = function(*args, **kwargs)
-        self.sync()
+        synchronize(self.device)
         self.seconds[stage] += time.perf_counter() - start
         return out
 
