@@ -134,6 +134,21 @@ def test_config_rejects_an_unknown_peptide_pool():
         load_config(overrides={"simulation": {"peptides": "mouse"}})
 
 
+def test_every_model_kind_a_config_accepts_builds_a_model_and_no_other_is_accepted():
+    """The config checks ``model.kind`` against names (it cannot import the models: they import it);
+    each name must build its class, and the trainer's table must hold no name the config rejects."""
+    from peptide_losses.train.config import MODEL_KINDS
+    from peptide_losses.train.models import MODELS
+
+    assert set(MODELS) == set(MODEL_KINDS)
+    for kind in MODEL_KINDS:
+        c = load_config(overrides={"model": {"kind": kind}})
+        model = MODELS[c.model.kind](c.model, 8, c.max_length)
+        assert model.autoregressive == (kind == "transformer")
+    with pytest.raises(ValueError, match=r"model.kind must be one of \('transformer', 'recursive'\), got 'lstm'"):
+        load_config(overrides={"model": {"kind": "lstm"}})
+
+
 def test_simulation_is_deterministic_and_consistent_with_its_annotation():
     c = config()
     train, _ = split_peptides(0.1, PROTEINS)

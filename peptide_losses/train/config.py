@@ -35,6 +35,8 @@ def preset_path(name: str) -> Path:
 
 
 INTENSITY_MODELS = ("shape", "ms2pip")
+#: ``model.kind`` names (their classes: :data:`peptide_losses.train.models.MODELS`).
+MODEL_KINDS = ("transformer", "recursive")
 PEPTIDE_SOURCES = ("synthetic", "human")
 PRECISIONS = ("fp32", "bf16")
 WEIGHTINGS = ("value", "gradient")
@@ -292,10 +294,8 @@ class TrainConfig:
                 raise ValueError(
                     f"simulation.{split}: need 2 <= min_length <= max_length <= max_length of the run ({self.max_length})"
                 )
-        from .models import MODELS  # here: the models import this module for ModelConfig
-
-        if self.model.kind not in MODELS:
-            raise ValueError(f"model.kind must be one of {tuple(MODELS)}, got {self.model.kind!r}")
+        if self.model.kind not in MODEL_KINDS:
+            raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.model.kind!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.backend not in BACKENDS:

@@ -17,7 +17,7 @@ from ..decoding import Candidates, beam_search, candidate_ppm, rerank, spectrum_
 from ..scoring import spectrum_scores
 from ..spectra import SpectrumBatch
 from .config import DecodingConfig
-from .model import unwrap
+from .models import unwrap
 
 
 @torch.no_grad()

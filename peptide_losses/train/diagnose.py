@@ -14,7 +14,7 @@ import torch
 
 from ..spectra import SpectrumBatch
 from .config import TrainConfig
-from .model import run_model
+from .models import run_model
 from .objective import LOSS_NAMES, Objective, shares
 from .schedule import Balancer, stage_weights, staged_weights
 

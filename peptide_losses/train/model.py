@@ -13,57 +13,12 @@ from ``y`` after every cycle, for deep supervision.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import PROTON
 from .config import ModelConfig
-
-# Wavelength range (m/z units) of the sinusoidal encoding, as depthcharge: resolves
-# differences from mDa up to whole spectra.
-MIN_WAVELENGTH = 0.001
-MAX_WAVELENGTH = 10000.0
-MAX_CHARGE = 10
-
-
-def sinusoidal(values: torch.Tensor, dim: int) -> torch.Tensor:
-    """(...,) m/z or mass in Da -> (..., dim) float32 sin/cos features."""
-    half = dim // 2
-    exponent = torch.arange(half, device=values.device, dtype=torch.float64) / max(half - 1, 1)
-    wavelength = MIN_WAVELENGTH * (MAX_WAVELENGTH / MIN_WAVELENGTH) ** exponent
-    # float64 phase: m/z ~ 1000 over a 0.001 wavelength needs more than float32's 7 digits.
-    phase = values.to(torch.float64)[..., None] * (2 * math.pi / wavelength)
-    return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1).float()
-
-
-class SpectrumEncoder(nn.Module):
-    """Peaks (B, N) and precursor (B,) -> memory (B, N + 1, D) and its padding mask."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.dim = config.dim
-        self.intensity = nn.Linear(1, config.dim)
-        self.charge = nn.Embedding(MAX_CHARGE + 1, config.dim)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(config.dim, config.heads, config.ff_dim, config.dropout,
-                                       batch_first=True, norm_first=True)
-            for _ in range(config.encoder_layers)
-        )
-
-    def forward(self, mz, intensity, peak_mask, precursor_mz, charge):
-        peaks = sinusoidal(mz, self.dim) + self.intensity(intensity[..., None].float())
-        neutral = (precursor_mz.to(torch.float64) - PROTON) * charge
-        precursor = sinusoidal(neutral, self.dim) + self.charge(charge.clamp(0, MAX_CHARGE))
-        memory = torch.cat([precursor[:, None, :], peaks], dim=1)
-        # The precursor token is always present, so no row of attention is fully masked.
-        padding = torch.cat([torch.zeros_like(peak_mask[:, :1]), ~peak_mask], dim=1)
-        for layer in self.layers:
-            memory = layer(memory, src_key_padding_mask=padding)
-        return memory, padding
-
+from .encoder import SpectrumEncoder
 
 class TinyBlock(nn.Module):
     """Pre-norm self-attention over the L positions, cross-attention to the peaks, MLP.
@@ -150,23 +105,3 @@ class TinyRecursiveModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
-        inner = next((getattr(model, name) for name in ("module", "_orig_mod")
-                      if isinstance(getattr(model, name, None), nn.Module)), None)
-        if inner is None:
-            return model
-        model = inner
-
-
-def run_model(model: nn.Module, batch) -> list[torch.Tensor]:
-    """Logits (B, L, V) of a :class:`~peptide_losses.spectra.SpectrumBatch`: one per
-    cycle for the recursive model, the teacher-forced ones for an autoregressive
-    model (``model`` may be wrapped in DDP or ``torch.compile``)."""
-    inputs = (batch.mz, batch.intensity, batch.peak_mask, batch.precursor_mz, batch.charge)
-    if unwrap(model).autoregressive:
-        inputs += (batch.tokens,)
-    return model(*inputs)

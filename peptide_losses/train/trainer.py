@@ -38,8 +38,7 @@ from .config import TrainConfig
 from .data import training_data, validation_sets
 from .decoding import beam_decodings, greedy
 from .metrics import aa_metrics, first_peptide, ppm_errors, same_residue, token_metrics
-from .model import run_model
-from .models import MODELS
+from .models import MODELS, run_model
 from .objective import Objective
 from .plots import plot_curves
 from .recorder import Recorder

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..constants import PROTON
 from .config import ModelConfig
-from .model import MAX_CHARGE, SpectrumEncoder, sinusoidal
+from .encoder import MAX_CHARGE, SpectrumEncoder, sinusoidal
 
 
 class PeptideTransformer(nn.Module):
