@@ -135,9 +135,9 @@ def beam_search(next_log_probs: Callable[[torch.Tensor], torch.Tensor], batch_si
             if start_only is not None and (start_only.dtype != torch.bool or tuple(start_only.shape) != (vocab,)):
                 raise ValueError(f"start_only must be a (V,) = ({vocab},) bool tensor, got {start_only.dtype} "
                                  f"{tuple(start_only.shape)}")
-            # A stopped beam can only go on with padding, at no cost.
-            stay = torch.full_like(logp[0], -torch.inf)
-            stay[0] = 0.0
+            # A stopped beam can only go on with padding, at no cost. (Built on the device: setting one
+            # element from Python copies the value from the host, a sync inside the loop.)
+            stay = torch.where(torch.arange(vocab, device=logp.device) == 0, 0.0, -torch.inf)
         logp = torch.where(stopped[..., None], stay, torch.log_softmax(logp, -1).view(count, k, vocab))
         if start_only is not None and t > 0:
             logp = logp.masked_fill(start_only, -torch.inf)

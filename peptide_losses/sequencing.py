@@ -94,7 +94,9 @@ class Sequencer:
     def batch(self, spectra: Sequence[Spectrum]) -> SpectrumBatch:
         # The annotation plays no part in decoding: a too-long SEQ= must not stop a spectrum.
         spectra = [dataclasses.replace(s, tokens=None) for s in spectra]
-        return collate(spectra, self.vocabulary, max_length=self.max_length).to(self.device)
+        # At least one peak column (padding) where no spectrum has a peak: the encoder's attention needs one.
+        peaks = max(1, max(len(s.mz) for s in spectra))
+        return collate(spectra, self.vocabulary, max_length=self.max_length, max_peaks=peaks).to(self.device)
 
     @property
     def default_decoding(self) -> str:

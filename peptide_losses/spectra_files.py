@@ -103,7 +103,7 @@ def read_spectra(path: str | PathLike, vocabulary: Vocabulary,
     if not spectra:
         raise SpectraFileError(f"{path}: holds no MS2 spectrum")
     if preprocessing is not None:
-        spectra = [Indexed(ref, preprocessing(s)) for ref, s in spectra]
+        spectra = [Indexed(ref, s) for (ref, _), s in zip(spectra, preprocessing.many([s for _, s in spectra]))]
     return spectra
 
 

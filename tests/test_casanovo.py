@@ -305,3 +305,15 @@ def test_rescore_reranks_casanovos_own_mztab(casanovo_written, tmp_path):
         penalty = 0.01 * (rows["opt_global_precursor_ppm"].abs() > 20)
         expected = rows["opt_global_original_score"] - 100 * (rows["opt_global_spectrum_score"] + penalty)
         assert scores == pytest.approx(expected.tolist(), rel=1e-6)  # float32 spectrum scores
+
+
+def test_casanovo_beam_benchmark_smoke_run(casanovo):
+    """The Casanovo beam benchmark's smoke mode times Casanovo's own beam search, with its whole stack (no
+    module stood in for), and stops at ``max_peptide_len``: one decoder call for the first token, at most
+    one per later step."""
+    from benchmarks.sequencing import casanovo_beam
+
+    table = casanovo_beam.main(["--smoke", "--max-peptide-len", "5"])
+    assert "Modules stood in for: none." in table and "`max_peptide_len` 5" in table
+    row = next(line.split("|") for line in table.splitlines() if line.startswith("| 2 | 4 |"))
+    assert float(row[4]) > 0 and 2 <= float(row[5]) <= 6

@@ -227,6 +227,21 @@ def test_spectra_that_cannot_be_sequenced_are_counted_not_dropped(tmp_path, caps
     assert {r["spectra_ref"] for r in psm_table(out)} == {"ms_run[1]:index=0"}
 
 
+def test_a_spectrum_without_peak_lines_gets_no_psm_alone_or_beside_others(tmp_path, capsys):
+    """An MGF spectrum with no peak line at all (the reader accepts it) is counted as without a PSM, in a
+    batch of its own (no spectrum has a peak: the padded batch is 0 peaks wide) and beside another."""
+    empty = "BEGIN IONS\nTITLE=no peaks\nPEPMASS=500.3\nCHARGE=2+\nEND IONS\n"
+    for name, body, expected in (("alone", empty, set()),
+                                 ("beside", spectra_blocks(CASANOVO_MGF)[0] + empty, {"ms_run[1]:index=0"})):
+        mgf, out = tmp_path / f"{name}.mgf", tmp_path / f"{name}.mztab"
+        mgf.write_text(body)
+        code, _, err = run_cli(capsys, "sequence", mgf, "-o", out, "--beam-size", "2", "--no-progress",
+                               "--backend", "reference")
+        assert code == 0, err
+        assert f"{len(expected)} with a PSM, 1 without" in err
+        assert {r["spectra_ref"] for r in psm_table(out)} == expected
+
+
 def test_sequence_reads_mzml(tmp_path, capsys):
     blocks = [b for b in spectra_blocks(CASANOVO_MGF)[:2]]
     spectra = []
@@ -345,3 +360,13 @@ def test_a_judge_that_reads_ms2pip_is_refused_where_ms2pip_is_missing(tmp_path, 
     monkeypatch.setattr(sequence, "ms2pip_available", lambda: False)
     code, _, err = run_cli(capsys, "sequence", CASANOVO_MGF, "-o", tmp_path / "o.mztab", "--judge", path)
     assert code == 2 and "ms2pip.judge.json: this judge reads ms2pip's predicted intensities" in err
+
+
+def test_default_batch_size_is_64_spectra_on_the_cpu_and_20480_candidates_at_most_1024_spectra_on_a_gpu():
+    """Hand-computed: 20,480 candidates are 1,024 spectra at K=20, 512 at K=40, 4,096 at K=5 (capped at 1,024
+    spectra: the encoder's activations grow with spectra) and 1 at K=30,000; a CPU batch is 64 at any K."""
+    from peptide_losses.cli.sequence import default_batch_size
+
+    gpu = torch.device("cuda", 1)
+    assert [default_batch_size(gpu, k) for k in (1, 5, 20, 40, 30_000)] == [1024, 1024, 1024, 512, 1]
+    assert {default_batch_size(torch.device("cpu"), k) for k in (1, 20, 40)} == {64}

@@ -206,6 +206,24 @@ def test_preprocessing_of_an_empty_spectrum_stays_empty():
     assert out.mz.size == 0 and out.intensity.size == 0
 
 
+def test_preprocessing_many_at_once_keeps_each_spectrums_own_peaks(real_mgf):
+    """Spectra filtered in padded chunks (Preprocessing.many) give each one the peaks it gets alone: rows of
+    other lengths, charges and precursors, a spectrum without peaks and one left without any, do not reach it."""
+    read = read_mgf(real_mgf, Vocabulary.default())
+    odd = [spectrum([], []), spectrum([1000.0], [1.0], precursor_mz=1000.0, charge=1),
+           spectrum([100, 200, 300, 400, 600], [5, 1, 4, 2, 3], charge=4)]
+    spectra = odd[:1] + read[:40] + odd[1:] + read[40:80]
+    preprocessing = Preprocessing(max_peaks=50)
+    together = preprocessing.many(spectra, chunk=16)
+    assert len(together) == len(spectra)
+    for a, s in zip(together, spectra):
+        alone = preprocessing(s)
+        assert np.array_equal(a.mz, alone.mz) and np.array_equal(a.intensity, alone.intensity)
+        assert (a.precursor_mz, a.charge, a.title) == (s.precursor_mz, s.charge, s.title)
+    assert together[0].mz.size == 0 and together[41].mz.size == 0
+    assert together[42].mz.tolist() == [100, 200, 300, 400, 600]  # no peak near the 4+ precursor's m/z values
+
+
 # ------------------------------------------------------------------ collate
 def test_collate_pads_masks_and_truncates_peaks_by_intensity():
     a = Spectrum(np.array([100.0, 200.0, 300.0]), np.array([0.1, 1.0, 0.5]), 400.0, 2, "PEK", VOCAB.encode("PEK"), "a")

@@ -188,6 +188,9 @@ def report(results: dict) -> str:
              "| K | batch | spectra/s | seconds | decoder calls per batch | peak GiB |",
              "|---:|---:|---:|---:|---:|---:|"]
     for row in results["rows"]:
+        if "refused" in row:
+            lines.append(f"| {row['beam']} | | Casanovo cannot run: {row['refused']} | | | |")
+            continue
         m = row["measured"]
         peak = "" if m["peak_gib"] is None else f"{m['peak_gib']:.2f}"
         lines.append(f"| {row['beam']} | {row['batch']} | {m['spectra_per_s']:,.0f} | {m['seconds']:.2f} | "
@@ -218,12 +221,16 @@ def main(argv=None) -> Path | str:
     for beam_size in args.beam or [5, 20, 40]:
         model = build(spec2pep, beam_size, args.max_peptide_len, args.smoke, device)
         results["parameters"] = sum(p.numel() for p in model.parameters())
-        measure(model, spectra[:64], 64, device)  # warm-up: the allocator's first blocks, cuBLAS handles
-        for batch_size in args.batch or [256]:
-            measured = measure(model, spectra, batch_size, device)
-            results["rows"].append({"beam": beam_size, "batch": batch_size, "measured": measured})
-            print(f"casanovo K={beam_size} B={batch_size}: {measured['spectra_per_s']:,.0f} spectra/s, "
-                  f"{measured['decoder_calls_per_batch']:.1f} decoder calls per batch", flush=True)
+        if beam_size > model.vocab_size:
+            # Its first step keeps the top K of one row of V scores (torch.topk): it cannot start.
+            rows = [{"beam": beam_size, "refused": f"K > its vocabulary ({model.vocab_size} tokens)"}]
+        else:
+            measure(model, spectra[:64], 64, device)  # warm-up: the allocator's first blocks, cuBLAS handles
+            rows = ({"beam": beam_size, "batch": b, "measured": measure(model, spectra, b, device)}
+                    for b in args.batch or [256])
+        for row in rows:
+            results["rows"].append(row)
+            print(report(results).splitlines()[-1], flush=True)
             if not args.smoke:
                 save_results(folder, "casanovo_beam", results, report(results))
     return report(results) if args.smoke else folder / "casanovo_beam.md"
