@@ -27,6 +27,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from .constants import PROTON
 from .mgf_errors import MGFFormatError, where
 
 COMMENTS = "#;!/"
@@ -131,6 +132,9 @@ def _precursor(name: str, fields: dict[str, Field]) -> tuple[float, int]:
     if not (math.isfinite(mz) and mz > 0):
         raise MGFFormatError(f"{name}, line {pepmass.line}, PEPMASS: the m/z must be finite and > 0, got "
                              f"{pepmass.value!r}")
+    if mz <= PROTON:
+        raise MGFFormatError(f"{name}, line {pepmass.line}, PEPMASS: the m/z must exceed a proton's ({PROTON:.5f}): "
+                             f"a peptide's neutral mass, (m/z - proton) x charge, is > 0; got {pepmass.value!r}")
     given = fields.get("CHARGE")
     if given is None and len(columns) < 3:
         raise MGFFormatError(f"{name}, CHARGE: missing (no CHARGE line and no charge in PEPMASS)")

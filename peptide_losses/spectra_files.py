@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .constants import PROTON
 from .mgf_errors import MGFFormatError, where
 from .peprec import read_peprec
 from .spectra import Preprocessing, Spectrum, UnknownTokenError, read_mgf
@@ -45,6 +46,9 @@ def _mzml_spectrum(entry: dict, path, number: int) -> Spectrum:
     precursor, charge = ion.get("selected ion m/z"), ion.get("charge state")
     if precursor is None or not np.isfinite(precursor) or precursor <= 0:
         raise SpectraFileError(f"{name}: precursor m/z missing or not > 0 ({precursor!r})")
+    if precursor <= PROTON:
+        raise SpectraFileError(f"{name}: precursor m/z {precursor!r} does not exceed a proton's ({PROTON:.5f}): a "
+                               "peptide's neutral mass, (m/z - proton) x charge, is > 0")
     if charge is None or int(charge) != charge or charge < 1:
         raise SpectraFileError(f"{name}: precursor charge missing or not a positive integer ({charge!r})")
     mz = np.asarray(entry["m/z array"], dtype=np.float64)

@@ -349,6 +349,8 @@ BROKEN = {
     "PEPMASS inf": ("PEPMASS=500.0", "PEPMASS=inf", "PEPMASS", "finite"),
     "PEPMASS nan": ("PEPMASS=500.0", "PEPMASS=nan", "PEPMASS", "finite"),
     "PEPMASS zero": ("PEPMASS=500.0", "PEPMASS=0", "PEPMASS", "> 0"),
+    # 0.5 m/z at 2+: a neutral mass of (0.5 - 1.00728) x 2 = -1.01 Da, which no peptide has.
+    "PEPMASS below a proton": ("PEPMASS=500.0", "PEPMASS=0.5", "PEPMASS", "exceed a proton's"),
     "two PEPMASS": ("CHARGE=2+", "CHARGE=2+\nPEPMASS=501.0", "PEPMASS", "given twice"),
     "two CHARGE": ("SEQ=PEPK", "SEQ=PEPK\nCHARGE=3+", "CHARGE", "given twice"),
     "two SEQ": ("100.0 1.0", "SEQ=PEPR", "SEQ", "given twice"),

@@ -144,6 +144,7 @@ def test_mzml_spectra_keep_their_native_ids_and_skip_ms1(tmp_path, vocabulary):
 @pytest.mark.parametrize("spectrum, message", [
     (dict(precursor_mz=500.0, charge=None), "charge missing"),
     (dict(precursor_mz=None, charge=2), "precursor m/z missing"),
+    (dict(precursor_mz=1.0, charge=2), "does not exceed a proton's"),  # neutral mass (1 - 1.00728) x 2 < 0
     (dict(precursor_mz=500.0, charge=2, intensity=[float("nan")]), "finite"),
 ])
 def test_mzml_spectrum_errors_name_file_and_spectrum(tmp_path, vocabulary, spectrum, message):
