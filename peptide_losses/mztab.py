@@ -192,15 +192,19 @@ def read_psm_file(path: str | PathLike) -> PSMFile:
             raise MzTabError(f"{where}: empty sequence")
         if not isinstance(ref, str) or not ref.startswith("ms_run[1]:"):
             raise MzTabError(f"{where}: spectra_ref {ref!r} is not ms_run[1]:<ref> (one spectra file per mzTab)")
-        out.append(PSMRow(sequence, ref[len("ms_run[1]:"):], _score(score), number + 1))
+        out.append(PSMRow(sequence, ref[len("ms_run[1]:"):], _score(score, where), number + 1))
     return PSMFile(lines, header, out)
 
 
-def _score(value) -> float:
+def _score(value, where: str) -> float:
+    """A score cell as a float: ``null`` (mzTab's missing value) is NaN; anything but a number or null is
+    an error (read as NaN it would silently rank its PSM last)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "null"):
+        return math.nan
     try:
         return float(value)
     except (TypeError, ValueError):
-        return math.nan
+        raise MzTabError(f"{where}: {SCORE_COLUMN} {value!r} is not a number or null") from None
 
 
 __all__ = ["PSM", "PSMFile", "PSMRow", "MzTabError", "modifications", "psm_lines", "read_psm_file", "read_psms",

@@ -348,6 +348,18 @@ def test_psm_lines_refuses_rows_of_another_width(tmp_path):
         read_psms(path)
 
 
+def test_a_score_that_is_not_a_number_or_null_is_refused_not_ranked_last(tmp_path):
+    """mzTab's score cells hold a number or null (missing): null reads as NaN (ranked last by rescore, as the
+    help says); any other text is an error naming the line, not a silent NaN."""
+    head = "MTD\tmzTab-version\t1.0.0\nPSH\tsequence\tspectra_ref\tsearch_engine_score[1]\n"
+    path = tmp_path / "x.mztab"
+    path.write_text(head + "PSM\tPEPK\tms_run[1]:index=0\tnull\nPSM\tPEPR\tms_run[1]:index=0\t0.25\n")
+    assert [math.isnan(r.score) for r in read_psms(path)] == [True, False] and read_psms(path)[1].score == 0.25
+    path.write_text(head + "PSM\tPEPK\tms_run[1]:index=0\t0.5\nPSM\tPEPR\tms_run[1]:index=0\thigh\n")
+    with pytest.raises(MzTabError, match=r"line 4: search_engine_score\[1\] 'high' is not a number or null"):
+        read_psms(path)
+
+
 def test_a_judge_that_reads_ms2pip_is_refused_where_ms2pip_is_missing(tmp_path, capsys, monkeypatch):
     from peptide_losses.cli import sequence
     from peptide_losses.judge import Judge, judge_path
