@@ -1,0 +1,133 @@
+"""The judge's cost against the scorer's on one beam (issue 32's speed goal: features + judge within
+2x of the scorer at B=1,024 x K=40).
+
+    python -m benchmarks.sequencing.judge_speed --device cuda      # one GPU, under a minute
+    python -m benchmarks.sequencing.judge_speed --smoke            # CPU, seconds (CI's test)
+
+One guided beam of the shipped checkpoint over ``--batch`` spectra of the shipped real sets at
+beam size ``--beam``; then, timed in turns (device synchronised around each call; median of
+``--repeats``):
+
+- **scoring**: :func:`~peptide_losses.decoding.candidate_ppm` and
+  :func:`~peptide_losses.scoring.spectrum_scores`, the evidence :func:`~peptide_losses.decoding.rerank` weighs;
+- **features + judge**: :meth:`Sequencer.features <peptide_losses.sequencing.Sequencer.features>`
+  and :meth:`Judge.probability <peptide_losses.judge.Judge.probability>`, as shipped;
+- the same with the longest-ladder feature counted without the loop over positions (three kernels
+  each): a cumulative sum and max, faster on the CPU, tried on 2026-12-05 and slower on an H100, so
+  not shipped. Its features must equal the shipped ones.
+
+Writes ``results/<device>/judge_speed.{md,json}``; ``--smoke`` writes nowhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from peptide_losses import features as candidate_evidence
+from peptide_losses.decoding import candidate_ppm
+from peptide_losses.features import Beam
+from peptide_losses.scoring import spectrum_scores
+from peptide_losses.sequencing import load_sequencer
+from peptide_losses.spectra import Preprocessing
+from peptide_losses.train.decoding import beam_candidates
+
+from ..environment import RESULTS_ROOT, describe, save_results, slug
+from .throughput import real_spectra, synchronize
+
+
+def cumulative_longest_run(covered: torch.Tensor) -> torch.Tensor:
+    """The longest-ladder count without the loop over positions: the run ending at each position is
+    the True count so far minus the count at the last False (a cumsum and a cummax)."""
+    if covered.shape[-1] == 0:
+        return torch.zeros(covered.shape[:-1], device=covered.device)
+    count = covered.long().cumsum(-1)
+    at_last_false = torch.where(covered, 0, count).cummax(-1).values
+    return (count - at_last_false).amax(-1).float()
+
+
+def timed(function, device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def main(argv=None) -> Path | str:
+    """The written report's path; with ``--smoke`` the report itself (nothing written)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--beam", type=int, default=40)
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--smoke", action="store_true", help="CPU, 8 spectra, beam 4, 3 repeats; writes nowhere")
+    p.add_argument("--results", default=str(RESULTS_ROOT))
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.device, args.batch, args.beam, args.repeats = "cpu", 8, 4, 3
+    device = torch.device(args.device)
+    sequencer = load_sequencer(None, device)
+    settings = sequencer.config.decoding
+    batch = sequencer.batch(real_spectra(args.batch, sequencer.vocabulary, Preprocessing()))
+    found = beam_candidates(sequencer.model, batch, args.beam, settings.guide_weight, None)
+    masses = sequencer.vocabulary.mass_tensor(device=device)
+    ppm = candidate_ppm(found.tokens, masses, batch.precursor_mz, batch.charge,
+                        sequencer.config.losses.precursor.isotope_errors)
+    scores = spectrum_scores(found.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
+                             backend=sequencer.backend, **vars(settings.spectrum))
+    beam = Beam(found.tokens, found.log_prob, found.finished, ppm, scores)
+
+    def scoring():
+        candidate_ppm(found.tokens, masses, batch.precursor_mz, batch.charge,
+                      sequencer.config.losses.precursor.isotope_errors)
+        spectrum_scores(found.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
+                        backend=sequencer.backend, **vars(settings.spectrum))
+
+    def judge():
+        return sequencer.judge.probability(sequencer.features(batch, beam), beam.finished)
+
+    def judge_cumulative():
+        with mock.patch.object(candidate_evidence, "_longest_run", cumulative_longest_run):
+            return judge()
+
+    shipped = sequencer.features(batch, beam)
+    with mock.patch.object(candidate_evidence, "_longest_run", cumulative_longest_run):
+        variant = sequencer.features(batch, beam)
+    rows = {"scoring (ppm + spectrum scores)": scoring, "features + judge": judge,
+            "features + judge, ladder by cumsum/cummax (not shipped)": judge_cumulative}
+    for function in rows.values():
+        function()  # warm-up: kernel compilation, the allocator's first blocks
+    seconds = {name: [] for name in rows}
+    for _ in range(args.repeats):
+        for name, function in rows.items():
+            seconds[name].append(timed(function, device))
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    scoring_ms = medians["scoring (ppm + spectrum scores)"]
+    env = describe(device)
+    results = {"environment": env, "device": args.device, "batch": args.batch, "beam": args.beam,
+               "repeats": args.repeats, "same_features": bool(torch.equal(shipped, variant)),
+               "median_s": medians, "seconds": seconds}
+    lines = [f"# The judge against the scorer ({env['device']})", "",
+             f"{env['date']}; driver {env['driver']}, CUDA {env['cuda']}, torch {env['torch']}, triton "
+             f"{env['triton']}. One guided beam of the shipped checkpoint, {args.batch} real spectra x K={args.beam} "
+             f"candidates; medians of {args.repeats} timings taken in turns. Command: "
+             f"`python -m benchmarks.sequencing.judge_speed --device {args.device}`.", "",
+             "| stage | ms (median) | / scoring |", "|---|---:|---:|"]
+    lines += [f"| {name} | {1000 * value:.2f} | {value / scoring_ms:.2f} |" for name, value in medians.items()]
+    lines += ["", f"Features the same with the ladder by cumsum/cummax and as shipped: {results['same_features']}.", ""]
+    markdown = "\n".join(lines)
+    if args.smoke:
+        return markdown
+    folder = Path(args.results) / ("cpu" if device.type == "cpu" else slug(env["device"]))
+    return save_results(folder, "judge_speed", results, markdown)
+
+
+if __name__ == "__main__":
+    print(main())
