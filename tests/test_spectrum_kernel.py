@@ -35,7 +35,7 @@ import pytest
 import torch
 from helpers import DEVICE, examples, gpu
 from helpers import spectrum_error_model as error_model
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import peptide_losses
@@ -355,8 +355,36 @@ def test_float64_matches_the_reference_tightly(shape, options, path):
 @settings(max_examples=examples(8))
 @given(shape=shapes(max_batch=4, max_length=24, max_peaks=150), options=loss_options())
 def test_half_precision_logits(dtype, shape, options):
+    """Half-precision logits against the reference, where the gradient fits the half type. Raw ppm to a far
+    ion reaches ~1e7 per logit (a 58 m/z a ion against a peak at 1,600 m/z: 8.4e6), beyond float16's
+    65,504: any backend rounds it to inf, as torch's half arithmetic does (the thorough profile drew one)."""
     case = make_case(shape, options, path="logits", dtype=dtype)
+    exact = run(replace(case, logits=case.logits.float()), "reference", upstream_for(case))[1]
+    assume(exact.abs().max().item() < torch.finfo(dtype).max / 2)
     compare(case, shape.block_n, FP32_TOLERANCE, rounding=True, grad_tolerance=torch.finfo(dtype).eps)
+
+
+def test_a_float16_gradient_beyond_its_range_is_inf_on_both_backends():
+    """The case the thorough profile drew: raw ppm from a 58 m/z a1 ion to a peak at 1,600 m/z, a float32
+    gradient of +-8.4e6 per logit. In float16 both backends give +-inf there, same places and signs, and
+    the same finite loss (float32, to rounding)."""
+    shape = Shape(batch=1, length=2, n_peaks=1, vocab=2, holes=False, block_n=16, seed=1)
+    options = {"ion_types": ("a",), "charges": (1,), "direction": "observed", "distance": "ppm",
+               "distance_scale": None, "intensity_power": 0.0, "reduction": "mean"}
+    case = make_case(shape, options, path="logits", dtype=torch.float16)
+    out = {}
+    for backend in ("reference", "triton"):
+        leaf = case.logits.detach().clone().requires_grad_()
+        loss = peptide_losses.spectrum_matching_loss(leaf, case.mz, case.intensity, masses=case.masses,
+                                                     mask=case.mask, peak_mask=case.peak_mask, backend=backend,
+                                                     **options)
+        out[backend] = (loss, torch.autograd.grad(loss, leaf)[0])
+    exact = run(replace(case, logits=case.logits.float()), "reference")[1]
+    assert exact.abs().max() > torch.finfo(torch.float16).max
+    (loss, grad), (want_loss, want_grad) = out["triton"], out["reference"]
+    assert torch.isfinite(loss) and torch.allclose(loss, want_loss, rtol=1e-6)
+    assert torch.equal(grad.isinf(), exact.abs() > torch.finfo(torch.float16).max)
+    assert torch.equal(grad.isinf(), want_grad.isinf()) and torch.equal(grad.sign(), want_grad.sign())
 
 
 @settings(max_examples=examples(24))
