@@ -18,7 +18,8 @@ higher = better:
 
 A candidate that did not finish within the model's ``max_length`` tokens, or holds no
 residue, is no peptide and is never returned; nor is any candidate of a spectrum left without
-a peak by the preprocessing. A spectrum left with none has no PSM.
+a peak by the preprocessing, or of one whose precursor outweighs ``max_length`` of the heaviest
+token (:meth:`Sequencer.reachable`). A spectrum left with none has no PSM.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 import torch
 
+from .constants import PROTON
 from .decoding import rerank
 from .features import Beam, candidate_features
 from .judge import Judge, judge_path
@@ -38,6 +40,9 @@ from .vocabulary import Vocabulary
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().with_name("checkpoints") / "gpu_preset.pt"
 DECODINGS = ("judge", "default", "precursor-beam", "greedy")
+#: Da above ``max_length`` heaviest tokens that a precursor may weigh and still be decoded: isotope
+#: errors (a few times 1.00335 Da) and the precursor tolerance.
+REACH_SLACK_DA = 5.0
 
 
 class CheckpointError(ValueError):
@@ -113,8 +118,17 @@ class Sequencer:
                              stop_check_every=self.stop_check_interval(batch))
         found = scored.candidates
         # A spectrum without a peak (none left by the preprocessing) has nothing to read a peptide from.
-        valid = found.finished & self.is_peptide(found.tokens) & batch.peak_mask.any(-1, keepdim=True)
+        valid = (found.finished & self.is_peptide(found.tokens) & batch.peak_mask.any(-1, keepdim=True)
+                 & self.reachable(batch)[:, None])
         return Beam(found.tokens, found.log_prob, valid, scored.ppm, scored.spectrum)
+
+    def reachable(self, batch: SpectrumBatch) -> torch.Tensor:
+        """(B,) bool: the precursor's neutral mass is one the model's ``max_length`` tokens can weigh (at
+        most that many of the heaviest, plus :data:`REACH_SLACK_DA`). Beyond it no candidate can be the
+        peptide: the beam would return the nearest wrong one, thousands of ppm off."""
+        heaviest = self.vocabulary.mass_tensor(device=batch.mz.device).max()
+        neutral = (batch.precursor_mz.double() - PROTON) * batch.charge
+        return neutral <= self.max_length * heaviest + REACH_SLACK_DA
 
     def stop_check_interval(self, batch: SpectrumBatch) -> int | None:
         """:attr:`stop_check_every` for this batch's device."""

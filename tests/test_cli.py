@@ -242,6 +242,31 @@ def test_a_spectrum_without_peak_lines_gets_no_psm_alone_or_beside_others(tmp_pa
         assert {r["spectra_ref"] for r in psm_table(out)} == expected
 
 
+def test_a_precursor_heavier_than_the_model_can_write_gets_no_psm(tmp_path, capsys):
+    """30 tokens weigh at most 30 tryptophans (pyteomics: 186.0793 Da each, 5,582.4 Da); 5 Da of slack for
+    isotope errors. A precursor at 5,585 Da is decoded; at 5,590 Da, or 36 kDa at 60+, it is not: no
+    candidate could be its peptide. The spectrum beside it keeps its PSM."""
+    from pyteomics import mass as pyteomics_mass
+
+    from peptide_losses.constants import PROTON
+
+    heaviest = 30 * pyteomics_mass.std_aa_mass["W"]
+    good = spectra_blocks(CASANOVO_MGF)[0]
+    peaks = "".join(line + "\n" for line in good.splitlines() if line[:1].isdigit())
+
+    def block(title, neutral, charge=5):
+        return f"BEGIN IONS\nTITLE={title}\nPEPMASS={neutral / charge + PROTON!r}\nCHARGE={charge}+\n{peaks}END IONS\n"
+
+    mgf, out = tmp_path / "heavy.mgf", tmp_path / "heavy.mztab"
+    mgf.write_text(good + block("within", heaviest + 3.0) + block("beyond", heaviest + 8.0)
+                   + block("charge 60", 36_000.0, charge=60))
+    code, _, err = run_cli(capsys, "sequence", mgf, "-o", out, "--beam-size", "2", "--no-progress",
+                           "--backend", "reference")
+    assert code == 0, err
+    assert "2 with a PSM, 2 without" in err
+    assert {r["spectra_ref"] for r in psm_table(out)} == {"ms_run[1]:index=0", "ms_run[1]:index=1"}
+
+
 def test_sequence_reads_mzml(tmp_path, capsys):
     blocks = [b for b in spectra_blocks(CASANOVO_MGF)[:2]]
     spectra = []

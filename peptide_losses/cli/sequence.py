@@ -107,6 +107,7 @@ def run(args) -> int:
     seconds = time.perf_counter() - started
     print(f"peptide-losses sequence: {len(spectra)} spectra in {seconds:.1f} s "
           f"({1000 * seconds / len(spectra):.1f} s per 1,000); {len(spectra) - missing} with a PSM, {missing} without "
-          f"(no peak after preprocessing, or no candidate finished within {sequencer.max_length} tokens); {written} PSMs -> {args.output}",
+          f"(no peak after preprocessing, a precursor heavier than {sequencer.max_length} tokens can weigh, or no "
+          f"candidate finished within {sequencer.max_length} tokens); {written} PSMs -> {args.output}",
           file=sys.stderr)
     return 0
