@@ -8,8 +8,8 @@ One guided beam of the shipped checkpoint over ``--batch`` spectra of the shippe
 beam size ``--beam``; then, timed in turns (device synchronised around each call; median of
 ``--repeats``):
 
-- **scoring**: :func:`~peptide_losses.decoding.candidate_ppm` and
-  :func:`~peptide_losses.scoring.spectrum_scores`, the evidence :func:`~peptide_losses.decoding.rerank` weighs;
+- **scoring**: :func:`~peptide_losses.train.decoding.candidate_evidence` (precursor ppm and spectrum
+  scores), the evidence :func:`~peptide_losses.decoding.rerank` weighs;
 - **features + judge**: :meth:`Sequencer.features <peptide_losses.sequencing.Sequencer.features>`
   and :meth:`Judge.probability <peptide_losses.judge.Judge.probability>`, as shipped;
 - the same with the longest-ladder feature counted without the loop over positions (three kernels
@@ -29,13 +29,11 @@ from unittest import mock
 
 import torch
 
-from peptide_losses import features as candidate_evidence
-from peptide_losses.decoding import candidate_ppm
+from peptide_losses import features as judge_features
 from peptide_losses.features import Beam
-from peptide_losses.scoring import spectrum_scores
 from peptide_losses.sequencing import load_sequencer
 from peptide_losses.spectra import Preprocessing
-from peptide_losses.train.decoding import beam_candidates
+from peptide_losses.train.decoding import beam_candidates, candidate_evidence
 
 from ..environment import RESULTS_ROOT, describe, save_results, slug
 from .throughput import real_spectra, synchronize
@@ -77,28 +75,22 @@ def main(argv=None) -> Path | str:
     settings = sequencer.config.decoding
     batch = sequencer.batch(real_spectra(args.batch, sequencer.vocabulary, Preprocessing()))
     found = beam_candidates(sequencer.model, batch, args.beam, settings.guide_weight, None)
-    masses = sequencer.vocabulary.mass_tensor(device=device)
-    ppm = candidate_ppm(found.tokens, masses, batch.precursor_mz, batch.charge,
-                        sequencer.config.losses.precursor.isotope_errors)
-    scores = spectrum_scores(found.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
-                             backend=sequencer.backend, **vars(settings.spectrum))
-    beam = Beam(found.tokens, found.log_prob, found.finished, ppm, scores)
 
     def scoring():
-        candidate_ppm(found.tokens, masses, batch.precursor_mz, batch.charge,
-                      sequencer.config.losses.precursor.isotope_errors)
-        spectrum_scores(found.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
-                        backend=sequencer.backend, **vars(settings.spectrum))
+        return candidate_evidence(found.tokens, batch, settings, sequencer.config.losses.precursor.isotope_errors,
+                                  sequencer.backend)
+
+    beam = Beam(found.tokens, found.log_prob, found.finished, *scoring())
 
     def judge():
         return sequencer.judge.probability(sequencer.features(batch, beam), beam.finished)
 
     def judge_cumulative():
-        with mock.patch.object(candidate_evidence, "_longest_run", cumulative_longest_run):
+        with mock.patch.object(judge_features, "_longest_run", cumulative_longest_run):
             return judge()
 
     shipped = sequencer.features(batch, beam)
-    with mock.patch.object(candidate_evidence, "_longest_run", cumulative_longest_run):
+    with mock.patch.object(judge_features, "_longest_run", cumulative_longest_run):
         variant = sequencer.features(batch, beam)
     rows = {"scoring (ppm + spectrum scores)": scoring, "features + judge": judge,
             "features + judge, ladder by cumsum/cummax (not shipped)": judge_cumulative}

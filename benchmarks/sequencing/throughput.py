@@ -33,11 +33,9 @@ from pathlib import Path
 import torch
 
 from peptide_losses.datasets import REAL_SETS, real_set
-from peptide_losses.decoding import candidate_ppm
-from peptide_losses.scoring import spectrum_scores
 from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
 from peptide_losses.spectra import Preprocessing
-from peptide_losses.train.decoding import beam_candidates
+from peptide_losses.train.decoding import beam_candidates, candidate_evidence
 
 from ..environment import RESULTS_ROOT, describe, save_results, slug
 from .real_sets import run
@@ -88,7 +86,6 @@ def stages(sequencer, spectra: list, beam_size: int, batch_size: int) -> dict:
     """One pass over ``spectra`` timing each stage (:data:`STAGES`); the beam's time excludes its encode."""
     clock = Clock(sequencer.device)
     model, settings = sequencer.model, sequencer.config.decoding
-    masses = sequencer.vocabulary.mass_tensor(device=sequencer.device)
     if sequencer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(sequencer.device)
     for start in range(0, len(spectra), batch_size):
@@ -97,10 +94,8 @@ def stages(sequencer, spectra: list, beam_size: int, batch_size: int) -> dict:
                              batch.charge)
         found = clock.time("beam", beam_candidates, model, batch, beam_size, settings.guide_weight,
                            sequencer.stop_check_interval(batch), encoded)
-        ppm = clock.time("scoring", candidate_ppm, found.tokens, masses, batch.precursor_mz, batch.charge,
-                         sequencer.config.losses.precursor.isotope_errors)
-        scores = clock.time("scoring", spectrum_scores, found.tokens, batch.mz, batch.intensity, masses=masses,
-                            peak_mask=batch.peak_mask, backend=sequencer.backend, **vars(settings.spectrum))
+        ppm, scores = clock.time("scoring", candidate_evidence, found.tokens, batch, settings,
+                                 sequencer.config.losses.precursor.isotope_errors, sequencer.backend)
         if sequencer.judge is not None:
             from peptide_losses.features import Beam
 

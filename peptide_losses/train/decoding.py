@@ -84,11 +84,18 @@ def scored_beam(model, batch: SpectrumBatch, settings: DecodingConfig, isotope_e
     :func:`peptide_losses.decoding.beam_search`."""
     candidates = beam_candidates(model, batch, settings.beam_size if beam_size is None else beam_size,
                                  settings.guide_weight if guided else None, stop_check_every)
+    return ScoredBeam(candidates, *candidate_evidence(candidates.tokens, batch, settings, isotope_errors, backend))
+
+
+def candidate_evidence(tokens: torch.Tensor, batch: SpectrumBatch, settings: DecodingConfig, isotope_errors,
+                       backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K) precursor ppm (the smallest over ``isotope_errors``) and (B, K) spectrum scores (Da, with
+    ``settings.spectrum``'s options, by ``backend``) of candidate token rows (B, K, L) of ``batch``."""
     masses = batch.vocabulary.mass_tensor(device=batch.mz.device)
-    ppm = candidate_ppm(candidates.tokens, masses, batch.precursor_mz, batch.charge, isotope_errors)
-    scores = spectrum_scores(candidates.tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
+    ppm = candidate_ppm(tokens, masses, batch.precursor_mz, batch.charge, isotope_errors)
+    scores = spectrum_scores(tokens, batch.mz, batch.intensity, masses=masses, peak_mask=batch.peak_mask,
                              backend=backend, **vars(settings.spectrum))
-    return ScoredBeam(candidates, ppm, scores)
+    return ppm, scores
 
 
 @torch.no_grad()
