@@ -64,6 +64,12 @@ def _log1p(x):
     return tl.where(exact, xd, tl.log(u) * xd / tl.where(exact, 1.0, u - 1.0)).to(x.dtype)
 
 
+@triton.jit
+def _f64(value):
+    """A float64 scalar holding a Python float exactly (constexpr floats become float32)."""
+    return tl.full((), value, tl.float64)
+
+
 # Bad values: each spectrum with one gets a NaN loss and NaN d loss / d mass, so that nothing
 # needs a host sync and no bad value comes out finite (the rule: peptide_losses.checks).
 @triton.jit

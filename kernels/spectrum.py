@@ -49,6 +49,7 @@ from .common import (
     REDUCE_MODES,
     _active_rows,
     _div,
+    _f64,
     _finite,
     _log1p,
     _nan_where,
@@ -93,12 +94,6 @@ DIRECTION_FLAGS = {"observed": (True, False), "theoretical": (False, True), "bot
 #: parameters"); two peaks per thread share each ion load in the search.
 BLOCK_N = 256
 NUM_WARPS = 4
-
-
-@triton.jit
-def _f64(value):
-    """A float64 scalar holding a Python float exactly (constexpr floats become float32)."""
-    return tl.full((), value, tl.float64)
 
 
 @triton.jit

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 from .constants import H2O, PROTON
+from .checks import resolve_backend
 from .decoding import mean_log_prob
 
 #: Feature names, in the order of the last axis of :func:`candidate_features`.
@@ -86,16 +87,25 @@ def _longest_run(covered: torch.Tensor) -> torch.Tensor:
 
 
 def fragment_evidence(tokens: torch.Tensor, masses: torch.Tensor, start_only: torch.Tensor, mz: torch.Tensor,
-                      intensity: torch.Tensor, peak_mask: torch.Tensor, tolerance: float = TOLERANCE) -> torch.Tensor:
-    """(B, K, 10) the ten fragment features of :data:`FEATURES` (from ``intensity_explained``), each a
-    fraction in [0, 1]. Token rows (B, K, L) N->C with padding 0; masses (V,) Da; start_only (V,) bool,
-    the N-terminal modifications, whose mass belongs to the first residue's ions; peaks (B, N)."""
+                      intensity: torch.Tensor, peak_mask: torch.Tensor, tolerance: float = TOLERANCE,
+                      backend: str = "auto") -> torch.Tensor:
+    """(B, K, 10) float32, the ten fragment features of :data:`FEATURES` (from ``intensity_explained``),
+    each a fraction in [0, 1]. Token rows (B, K, L) N->C with padding 0, indices into ``masses`` (V,)
+    Da; start_only (V,) bool, the N-terminal modifications, whose mass belongs to the first residue's
+    ions; peaks (B, N): ``mz`` (m/z), ``intensity`` and ``peak_mask`` (bool, True at real peaks);
+    ``tolerance`` in m/z. ``backend``: ``"triton"`` runs the one-launch kernel
+    (:mod:`peptide_losses.kernels.features`), ``"reference"`` this plain PyTorch, ``"auto"`` as
+    :func:`~peptide_losses.checks.resolve_backend` decides. No host sync either way."""
+    if resolve_backend(backend, tokens.device) == "triton":
+        from .kernels.features import fragment_evidence_forward
+
+        return fragment_evidence_forward(tokens, masses, start_only, mz, intensity, peak_mask, tolerance)
     batch, k, length = tokens.shape
     rows = tokens.reshape(batch * k, length)
     residue = masses.to(torch.float64)[rows]  # padding and zero-mass tokens add nothing
     # An N-terminal modification is no cleavage site: fold its mass into the first residue.
     opening = start_only[rows[:, 0]]
-    folded = torch.cat([residue[:, :2].sum(-1, keepdim=True), residue[:, 2:], residue[:, :1] * 0], -1)
+    folded = torch.cat([residue[:, :2].sum(-1, keepdim=True), residue[:, 2:], residue[:, 1:2] * 0], -1)
     residue = torch.where(opening[:, None], folded, residue)
     prefix = residue.cumsum(-1)
     n = (rows != 0).sum(-1) - opening.long()
@@ -118,7 +128,10 @@ def fragment_evidence(tokens: torch.Tensor, masses: torch.Tensor, start_only: to
     explained = _matched(torch.where(real, mz.to(torch.float64).repeat_interleave(k, 0), torch.inf), ions,
                          tolerance) & real
     weights = intensity.to(torch.float64).repeat_interleave(k, 0) * real
-    site = lambda i: covered.gather(-1, (i - 1).clamp(0, length - 2)[:, None])[:, 0] & (i >= 1)  # noqa: E731
+    # Site i is a column for 1 <= i <= L - 1 (covered only if i < n); the padding column keeps L = 1 gatherable.
+    padded = torch.nn.functional.pad(covered, (0, 1))
+    site = lambda i: (padded.gather(-1, (i - 1).clamp(0, length - 1)[:, None])[:, 0]  # noqa: E731
+                      & (i >= 1) & (i <= length - 1))
 
     features = [
         (weights * explained).sum(-1) / weights.sum(-1).clamp_min(1e-12),
@@ -132,9 +145,10 @@ def fragment_evidence(tokens: torch.Tensor, masses: torch.Tensor, start_only: to
 
 
 def candidate_features(beam: Beam, masses: torch.Tensor, start_only: torch.Tensor, mz: torch.Tensor,
-                       intensity: torch.Tensor, peak_mask: torch.Tensor, tolerance_ppm: float = 20.0) -> torch.Tensor:
+                       intensity: torch.Tensor, peak_mask: torch.Tensor, tolerance_ppm: float = 20.0,
+                       backend: str = "auto") -> torch.Tensor:
     """(B, K, F) :data:`FEATURES` of each candidate of ``beam``; ``tolerance_ppm`` defines
-    ``precursor_fits``. Non-finite inputs (an empty slot's -inf log-probability, an unscorable
+    ``precursor_fits``; ``backend`` computes the fragment ones (:func:`fragment_evidence`). Non-finite inputs (an empty slot's -inf log-probability, an unscorable
     candidate's +inf spectrum score) become finite stand-ins: the judge sees every row, and
     :class:`~peptide_losses.judge.Judge` never chooses an invalid one."""
     residues = (beam.tokens != 0).sum(-1)
@@ -149,5 +163,5 @@ def candidate_features(beam: Beam, masses: torch.Tensor, start_only: torch.Tenso
         torch.log1p(ppm), (ppm <= tolerance_ppm).float(), spectrum, _rank(spectrum, valid, False),
         _margin(spectrum, valid, False),
     ]
-    fragments = fragment_evidence(beam.tokens, masses, start_only, mz, intensity, peak_mask)
+    fragments = fragment_evidence(beam.tokens, masses, start_only, mz, intensity, peak_mask, backend=backend)
     return torch.cat([torch.stack([f.float() for f in model], -1), fragments], -1)

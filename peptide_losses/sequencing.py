@@ -148,7 +148,8 @@ class Sequencer:
         (:mod:`peptide_losses.predicted_intensity`)."""
         features = candidate_features(beam, self.vocabulary.mass_tensor(device=batch.mz.device),
                                       self.vocabulary.start_only_mask(device=batch.mz.device), batch.mz,
-                                      batch.intensity, batch.peak_mask, self.config.decoding.precursor_tolerance_ppm)
+                                      batch.intensity, batch.peak_mask, self.config.decoding.precursor_tolerance_ppm,
+                                      backend=self.backend)
         if intensity is None:
             intensity = self.judge is not None and self.judge.uses_intensity
         if not intensity:

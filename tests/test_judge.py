@@ -17,17 +17,26 @@ from peptide_losses.train.metrics import peptide_matches
 from peptide_losses.train.simulate import SpectrumSimulator, generator, split_peptides
 from peptide_losses.spectra import Preprocessing
 
+from helpers import DEVICE
+
 VOCAB = Vocabulary.default()
 ACETYL = 42.010565
 FRAGMENTS = FEATURES[FEATURES.index("intensity_explained"):]
 
 
-def evidence(sequence: str, peaks: list[tuple[float, float]]) -> dict[str, float]:
-    tokens = torch.tensor(VOCAB.encode(sequence))[None, None]
-    mz = torch.tensor([[p[0] for p in peaks]], dtype=torch.float64)
-    intensity = torch.tensor([[p[1] for p in peaks]])
-    out = fragment_evidence(tokens, VOCAB.mass_tensor(), VOCAB.start_only_mask(), mz, intensity,
-                            torch.ones_like(intensity, dtype=torch.bool))
+@pytest.fixture(params=["reference", "triton"])
+def backend(request):
+    """The fragment features by the plain-PyTorch reference and by the kernel (interpreter on the CPU)."""
+    return request.param
+
+
+def evidence(sequence: str, peaks: list[tuple[float, float]], backend: str) -> dict[str, float]:
+    device = DEVICE if backend == "triton" else torch.device("cpu")
+    tokens = torch.tensor(VOCAB.encode(sequence), device=device)[None, None]
+    mz = torch.tensor([[p[0] for p in peaks]], dtype=torch.float64, device=device)
+    intensity = torch.tensor([[p[1] for p in peaks]], device=device)
+    out = fragment_evidence(tokens, VOCAB.mass_tensor(device=device), VOCAB.start_only_mask(device=device), mz,
+                            intensity, torch.ones_like(intensity, dtype=torch.bool), backend=backend)
     return dict(zip(FRAGMENTS, out[0, 0].tolist()))
 
 
@@ -39,11 +48,11 @@ def y(suffix: str, charge: int = 1) -> float:
     return mass.fast_mass(suffix, ion_type="y", charge=charge)
 
 
-def test_fragment_evidence_counts_pyteomics_ions():
+def test_fragment_evidence_counts_pyteomics_ions(backend):
     """PEPTK with b1, b2, b3 (singly charged), y1 doubly charged and one unexplained peak: sites 1-3 by
     their b ions, site 4 by y1; b3 and y2 both would pair site 3, but y2 is absent."""
     peaks = [(b("P"), 1.0), (b("PE"), 2.0), (b("PEP"), 1.0), (y("K", 2), 3.0), (400.123, 3.0)]
-    got = evidence("PEPTK", sorted(peaks))
+    got = evidence("PEPTK", sorted(peaks), backend)
     assert got["intensity_explained"] == pytest.approx(7 / 10)
     assert got["peaks_explained"] == pytest.approx(4 / 5)
     assert got["b_matched"] == pytest.approx(3 / 4) and got["y_matched"] == pytest.approx(1 / 4)
@@ -51,22 +60,22 @@ def test_fragment_evidence_counts_pyteomics_ions():
     assert got["first_site"] == got["second_site"] == got["last_site"] == got["second_last_site"] == 1.0
 
 
-def test_complementary_pairs_and_a_broken_ladder():
+def test_complementary_pairs_and_a_broken_ladder(backend):
     """PEPTIDEK with b2, y6 (the complement of b2), b5 and y2: sites 2, 5 and 6 covered."""
     peaks = [(b("PE"), 1.0), (y("PTIDEK"), 1.0), (b("PEPTI"), 1.0), (y("EK"), 1.0)]
-    got = evidence("PEPTIDEK", sorted(peaks))
+    got = evidence("PEPTIDEK", sorted(peaks), backend)
     assert got["complementary"] == pytest.approx(1 / 7)
     assert got["b_matched"] == pytest.approx(2 / 7) and got["y_matched"] == pytest.approx(2 / 7)
     assert got["longest_ladder"] == pytest.approx(2 / 7)  # sites 5 and 6
     assert (got["first_site"], got["second_site"], got["last_site"], got["second_last_site"]) == (0, 1, 0, 1)
 
 
-def test_an_n_terminal_modification_belongs_to_the_first_residues_ions():
+def test_an_n_terminal_modification_belongs_to_the_first_residues_ions(backend):
     """[Acetyl]-PEPK: b1 is acetyl + P; a peak at the acetyl alone (+ proton) is no ion."""
     proton = mass.fast_mass("", ion_type="b", charge=1)  # a b ion of no residue: the proton alone
     peaks = [(ACETYL + proton, 5.0),
              (b("P", delta=ACETYL), 1.0), (b("PE", delta=ACETYL), 1.0), (b("PEP", delta=ACETYL), 1.0)]
-    got = evidence("[Acetyl]-PEPK", sorted(peaks))
+    got = evidence("[Acetyl]-PEPK", sorted(peaks), backend)
     assert got["b_matched"] == 1.0 and got["first_site"] == 1.0
     assert got["intensity_explained"] == pytest.approx(3 / 8)
 
@@ -174,15 +183,11 @@ def test_predicted_intensity_correlation_against_pyteomics_ions():
 @given(st.integers(0, 40).flatmap(lambda width: st.lists(st.lists(st.booleans(), min_size=width, max_size=width),
                                                          min_size=1, max_size=6)))
 def test_longest_run_is_the_longest_stretch_of_true(rows):
-    """Against itertools.groupby over each row: the longest stretch of consecutive True. The same for the
-    cumsum/cummax count the judge-speed benchmark tries (slower on an H100, so not shipped)."""
+    """Against itertools.groupby over each row: the longest stretch of consecutive True."""
     import itertools
 
     from peptide_losses.features import _longest_run
 
     expected = [max((len(list(g)) for key, g in itertools.groupby(r) if key), default=0) for r in rows]
-    from benchmarks.sequencing.judge_speed import cumulative_longest_run
-
     covered = torch.tensor(rows, dtype=torch.bool).view(len(rows), -1)
     assert _longest_run(covered).tolist() == expected
-    assert cumulative_longest_run(covered).tolist() == expected

@@ -33,7 +33,8 @@ from ..environment import RESULTS_ROOT, describe, slug
 
 ROOT = RESULTS_ROOT.parents[1]
 
-FILES = ("tests/test_spectrum_kernel.py", "tests/test_precursor_kernel.py", "tests/test_kernel_parts.py")
+FILES = ("tests/test_spectrum_kernel.py", "tests/test_precursor_kernel.py", "tests/test_kernel_parts.py",
+         "tests/test_features_kernel.py")
 #: Wall time allowed on one H200: short enough to run every kernel comparison after each kernel change.
 BUDGET_S = 300
 

@@ -12,9 +12,13 @@ beam size ``--beam``; then, timed in turns (device synchronised around each call
   scores), the evidence :func:`~peptide_losses.decoding.rerank` weighs;
 - **features + judge**: :meth:`Sequencer.features <peptide_losses.sequencing.Sequencer.features>`
   and :meth:`Judge.probability <peptide_losses.judge.Judge.probability>`, as shipped;
-- the same with the longest-ladder feature counted without the loop over positions (three kernels
-  each): a cumulative sum and max, faster on the CPU, tried on 2026-12-05 and slower on an H100, so
-  not shipped. Its features must equal the shipped ones.
+- the same with the fragment features by the plain-PyTorch reference (what shipped before the kernel);
+- the fragment features alone, by the reference and by the kernel at each launch setting of
+  ``--sweep`` (peaks per tile x warps; the shipped one is :data:`~peptide_losses.kernels.features.BLOCK_N`,
+  :data:`~peptide_losses.kernels.features.NUM_WARPS`).
+
+The kernel's features must equal the reference's on this beam (the intensity fraction to float32
+rounding: its sums run in another order).
 
 Writes ``results/<device>/judge_speed.{md,json}``; ``--smoke`` writes nowhere.
 """
@@ -22,31 +26,21 @@ Writes ``results/<device>/judge_speed.{md,json}``; ``--smoke`` writes nowhere.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import statistics
 import time
 from pathlib import Path
-from unittest import mock
 
 import torch
 
-from peptide_losses import features as judge_features
-from peptide_losses.features import Beam
+from peptide_losses.features import TOLERANCE, Beam, fragment_evidence
 from peptide_losses.sequencing import load_sequencer
 from peptide_losses.spectra import Preprocessing
 from peptide_losses.train.decoding import beam_candidates, candidate_evidence
 
 from ..environment import RESULTS_ROOT, describe, save_results, slug
 from .throughput import real_spectra, synchronize
-
-
-def cumulative_longest_run(covered: torch.Tensor) -> torch.Tensor:
-    """The longest-ladder count without the loop over positions: the run ending at each position is
-    the True count so far minus the count at the last False (a cumsum and a cummax)."""
-    if covered.shape[-1] == 0:
-        return torch.zeros(covered.shape[:-1], device=covered.device)
-    count = covered.long().cumsum(-1)
-    at_last_false = torch.where(covered, 0, count).cummax(-1).values
-    return (count - at_last_false).amax(-1).float()
 
 
 def timed(function, device: torch.device) -> float:
@@ -65,6 +59,9 @@ def main(argv=None) -> Path | str:
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--beam", type=int, default=40)
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--sweep", type=lambda text: tuple(int(v) for v in text.split("x")), nargs="+",
+                   default=[(32, 1), (32, 2), (64, 1), (64, 2), (64, 4), (128, 2), (128, 4)], metavar="PEAKSxWARPS",
+                   help="fragment kernel launch settings to time on a GPU (default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="CPU, 8 spectra, beam 4, 3 repeats; writes nowhere")
     p.add_argument("--results", default=str(RESULTS_ROOT))
     args = p.parse_args(argv)
@@ -85,15 +82,29 @@ def main(argv=None) -> Path | str:
     def judge():
         return sequencer.judge.probability(sequencer.features(batch, beam), beam.finished)
 
-    def judge_cumulative():
-        with mock.patch.object(judge_features, "_longest_run", cumulative_longest_run):
-            return judge()
+    reference_sequencer = dataclasses.replace(sequencer, backend="reference")
 
-    shipped = sequencer.features(batch, beam)
-    with mock.patch.object(judge_features, "_longest_run", cumulative_longest_run):
-        variant = sequencer.features(batch, beam)
+    def judge_reference():
+        return sequencer.judge.probability(reference_sequencer.features(batch, beam), beam.finished)
+
+    vocabulary = sequencer.vocabulary
+    inputs = (beam.tokens, vocabulary.mass_tensor(device=device), vocabulary.start_only_mask(device=device), batch.mz,
+              batch.intensity, batch.peak_mask)
     rows = {"scoring (ppm + spectrum scores)": scoring, "features + judge": judge,
-            "features + judge, ladder by cumsum/cummax (not shipped)": judge_cumulative}
+            "features + judge, fragment features by the reference (before)": judge_reference,
+            "fragment features alone, reference": lambda: fragment_evidence(*inputs, backend="reference")}
+    kernel = {}
+    if device.type == "cuda":
+        from peptide_losses.kernels.features import fragment_evidence_forward
+
+        for block_n, warps in args.sweep:
+            name = f"fragment features alone, kernel, {block_n} peaks x {warps} warps"
+            rows[name] = functools.partial(fragment_evidence_forward, *inputs, TOLERANCE, block_n, warps)
+            kernel[name] = rows[name]()
+    reference = fragment_evidence(*inputs, backend="reference")
+    shipped = fragment_evidence(*inputs)
+    same = [bool(torch.equal(out[..., 1:], reference[..., 1:])) and
+            float((out[..., 0] - reference[..., 0]).abs().max()) <= 1e-6 for out in [shipped, *kernel.values()]]
     for function in rows.values():
         function()  # warm-up: kernel compilation, the allocator's first blocks
     seconds = {name: [] for name in rows}
@@ -104,7 +115,7 @@ def main(argv=None) -> Path | str:
     scoring_ms = medians["scoring (ppm + spectrum scores)"]
     env = describe(device)
     results = {"environment": env, "device": args.device, "batch": args.batch, "beam": args.beam,
-               "repeats": args.repeats, "same_features": bool(torch.equal(shipped, variant)),
+               "repeats": args.repeats, "same_features": all(same),
                "median_s": medians, "seconds": seconds}
     lines = [f"# The judge against the scorer ({env['device']})", "",
              f"{env['date']}; driver {env['driver']}, CUDA {env['cuda']}, torch {env['torch']}, triton "
@@ -113,7 +124,8 @@ def main(argv=None) -> Path | str:
              f"`python -m benchmarks.sequencing.judge_speed --device {args.device}`.", "",
              "| stage | ms (median) | / scoring |", "|---|---:|---:|"]
     lines += [f"| {name} | {1000 * value:.2f} | {value / scoring_ms:.2f} |" for name, value in medians.items()]
-    lines += ["", f"Features the same with the ladder by cumsum/cummax and as shipped: {results['same_features']}.", ""]
+    lines += ["", f"Fragment features of the shipped path and of every kernel setting the same as the reference's "
+                  f"(the intensity fraction within 1e-6): {results['same_features']}.", ""]
     markdown = "\n".join(lines)
     if args.smoke:
         return markdown
