@@ -26,6 +26,11 @@ FEATURES = (
     "intensity_explained", "peaks_explained", "b_matched", "y_matched", "longest_ladder", "complementary",
     "first_site", "second_site", "last_site", "second_last_site",
 )
+#: What every candidate has whatever proposed it: the precursor's, spectrum score's and fragments' evidence.
+EVIDENCE = FEATURES[FEATURES.index("log_ppm"):]
+#: What a judge of another tool's PSMs reads (``peptide-losses rescore --judge``): the tool's score,
+#: its rank and its margin to the spectrum's best, then :data:`EVIDENCE`.
+PSM_FEATURES = ("tool_score", "tool_rank", "tool_margin", *EVIDENCE)
 #: Fragment match tolerance (m/z), as the intensity probe that motivated the judge used.
 TOLERANCE = 0.02
 #: A candidate's spectrum score where it is not finite: worse than any real score (Da), not inf.
@@ -144,24 +149,50 @@ def fragment_evidence(tokens: torch.Tensor, masses: torch.Tensor, start_only: to
     return out.view(batch, k, -1)
 
 
+def evidence_features(tokens: torch.Tensor, ppm: torch.Tensor, spectrum: torch.Tensor, valid: torch.Tensor,
+                      masses: torch.Tensor, start_only: torch.Tensor, mz: torch.Tensor, intensity: torch.Tensor,
+                      peak_mask: torch.Tensor, tolerance_ppm: float = 20.0, backend: str = "auto") -> torch.Tensor:
+    """(B, K, 15) :data:`EVIDENCE` of candidates (B, K, L) whatever proposed them: the precursor's
+    (``ppm`` (B, K), the smallest over isotope errors; ``tolerance_ppm`` defines ``precursor_fits``),
+    the spectrum score's (``spectrum`` (B, K) Da, ranked among the ``valid`` candidates) and the
+    fragment ions' (:func:`fragment_evidence` by ``backend``). Non-finite inputs become finite stand-ins."""
+    spectrum = torch.where(spectrum.isfinite(), spectrum, WORST_SPECTRUM_SCORE).clamp_max(WORST_SPECTRUM_SCORE)
+    ppm = ppm.abs().nan_to_num(nan=1e6, posinf=1e6)
+    precursor = [torch.log1p(ppm), (ppm <= tolerance_ppm).float(), spectrum, _rank(spectrum, valid, False),
+                 _margin(spectrum, valid, False)]
+    fragments = fragment_evidence(tokens, masses, start_only, mz, intensity, peak_mask, backend=backend)
+    return torch.cat([torch.stack([f.float() for f in precursor], -1), fragments], -1)
+
+
 def candidate_features(beam: Beam, masses: torch.Tensor, start_only: torch.Tensor, mz: torch.Tensor,
                        intensity: torch.Tensor, peak_mask: torch.Tensor, tolerance_ppm: float = 20.0,
                        backend: str = "auto") -> torch.Tensor:
-    """(B, K, F) :data:`FEATURES` of each candidate of ``beam``; ``tolerance_ppm`` defines
-    ``precursor_fits``; ``backend`` computes the fragment ones (:func:`fragment_evidence`). Non-finite inputs (an empty slot's -inf log-probability, an unscorable
+    """(B, K, F) :data:`FEATURES` of each candidate of ``beam``: the model's five, then
+    :func:`evidence_features`. Non-finite inputs (an empty slot's -inf log-probability, an unscorable
     candidate's +inf spectrum score) become finite stand-ins: the judge sees every row, and
     :class:`~peptide_losses.judge.Judge` never chooses an invalid one."""
     residues = (beam.tokens != 0).sum(-1)
     mean = beam.mean_log_prob()
     valid = beam.finished & mean.isfinite()
-    spectrum = torch.where(beam.spectrum.isfinite(), beam.spectrum, WORST_SPECTRUM_SCORE).clamp_max(
-        WORST_SPECTRUM_SCORE)
-    ppm = beam.ppm.abs().nan_to_num(nan=1e6, posinf=1e6)
     model = [
         torch.where(valid, mean, -20.0).clamp_min(-20.0), torch.where(valid, beam.log_prob, -200.0).clamp_min(-200.0),
         residues.float(), _rank(mean, valid, True), _margin(mean, valid, True).clamp_max(20.0),
-        torch.log1p(ppm), (ppm <= tolerance_ppm).float(), spectrum, _rank(spectrum, valid, False),
-        _margin(spectrum, valid, False),
     ]
-    fragments = fragment_evidence(beam.tokens, masses, start_only, mz, intensity, peak_mask, backend=backend)
-    return torch.cat([torch.stack([f.float() for f in model], -1), fragments], -1)
+    evidence = evidence_features(beam.tokens, beam.ppm, beam.spectrum, valid, masses, start_only, mz, intensity,
+                                 peak_mask, tolerance_ppm, backend)
+    return torch.cat([torch.stack([f.float() for f in model], -1), evidence], -1)
+
+
+def psm_features(tool_score: torch.Tensor, valid: torch.Tensor, tokens: torch.Tensor, ppm: torch.Tensor,
+                 spectrum: torch.Tensor, masses: torch.Tensor, start_only: torch.Tensor, mz: torch.Tensor,
+                 intensity: torch.Tensor, peak_mask: torch.Tensor, tolerance_ppm: float = 20.0,
+                 backend: str = "auto") -> torch.Tensor:
+    """(B, K, F) :data:`PSM_FEATURES` of another tool's K PSMs per spectrum: its score (``tool_score``
+    (B, K), higher = better, on the tool's own scale), the score's rank and margin among the spectrum's
+    ``valid`` PSMs, then :func:`evidence_features`. A judge of these is fitted per tool
+    (``peptide-losses fit-judge --psms``): the scale of one tool's score says nothing of another's."""
+    score = torch.where(valid, tool_score, 0.0)
+    tool = [score, _rank(score, valid, True), _margin(score, valid, True)]
+    evidence = evidence_features(tokens, ppm, spectrum, valid, masses, start_only, mz, intensity, peak_mask,
+                                 tolerance_ppm, backend)
+    return torch.cat([torch.stack([f.float() for f in tool], -1), evidence], -1)

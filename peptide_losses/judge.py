@@ -1,6 +1,10 @@
 """P(correct) of each candidate peptide from its :mod:`~peptide_losses.features`: a logistic
 regression that chooses among a beam's candidates and is the confidence of the one it chooses.
 
+Two kinds: a ``beam`` judge reads the package's own beams (:data:`FEATURE_SETS`, ``sequence``);
+a ``psm`` judge reads another tool's PSMs with the tool's score (:data:`PSM_FEATURE_SETS`,
+``rescore --judge``), fitted per tool by ``fit-judge --psms``.
+
 A :class:`Judge` is fitted (:func:`fit_judge`) on labelled beams, candidates labelled 1 where the
 peptide matches the annotation (Casanovo's mass-based match, I = L), and saved as JSON beside the
 model checkpoint it judges (``<checkpoint stem>.judge.json``). The weights act on standardised
@@ -15,11 +19,15 @@ from pathlib import Path
 
 import torch
 
-from .features import FEATURES
+from .features import FEATURES, PSM_FEATURES
 from .predicted_intensity import FEATURE as INTENSITY_FEATURE
 
-#: The features a judge reads: without ms2pip, and with its predicted-intensity correlation.
+#: The features a beam judge reads: without ms2pip, and with its predicted-intensity correlation.
 FEATURE_SETS = {False: FEATURES, True: (*FEATURES, INTENSITY_FEATURE)}
+#: The features a judge of another tool's PSMs reads, likewise.
+PSM_FEATURE_SETS = {False: PSM_FEATURES, True: (*PSM_FEATURES, INTENSITY_FEATURE)}
+_KNOWN = {names: ("psm" if sets is PSM_FEATURE_SETS else "beam") for sets in (FEATURE_SETS, PSM_FEATURE_SETS)
+          for names in sets.values()}
 
 
 @dataclass(frozen=True)
@@ -35,11 +43,17 @@ class Judge:
     fitted_on: str
 
     def __post_init__(self) -> None:
-        if tuple(self.features) not in FEATURE_SETS.values():
+        if tuple(self.features) not in _KNOWN:
             raise ValueError(f"this judge reads features {list(self.features)}, this package computes "
-                             f"{list(FEATURE_SETS[True])} (the last with ms2pip): refit it (peptide-losses fit-judge)")
+                             f"{list(FEATURE_SETS[True])} for its beams and {list(PSM_FEATURE_SETS[True])} for "
+                             f"another tool's PSMs (the last with ms2pip): refit it (peptide-losses fit-judge)")
         if not len(self.mean) == len(self.scale) == len(self.weight) == len(self.features):
             raise ValueError(f"a judge needs {len(self.features)} means, scales and weights")
+
+    @property
+    def kind(self) -> str:
+        """``"beam"`` (the package's own beams) or ``"psm"`` (another tool's PSMs, with its score)."""
+        return _KNOWN[tuple(self.features)]
 
     @property
     def uses_intensity(self) -> bool:
@@ -62,12 +76,18 @@ class Judge:
         Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Judge":
+    def load(cls, path: str | Path, kind: str | None = None) -> "Judge":
+        """The judge saved at ``path``; ValueError naming the file if it is none, or not of ``kind``."""
         try:
             record = json.loads(Path(path).read_text())
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
-        except (OSError, json.JSONDecodeError, TypeError) as err:
+            judge = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+        except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: not a judge file: {err}") from None
+        if kind is not None and judge.kind != kind:
+            use = {"beam": "peptide-losses sequence --judge", "psm": "peptide-losses rescore --judge"}
+            raise ValueError(f"{path}: a {judge.kind} judge (for {use[judge.kind]}), not a {kind} judge: fit one "
+                             f"with peptide-losses fit-judge{' --psms TOOL.mztab' if kind == 'psm' else ''}")
+        return judge
 
 
 def judge_path(checkpoint: str | Path) -> Path:
@@ -78,10 +98,11 @@ def judge_path(checkpoint: str | Path) -> Path:
 
 def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, l2: float = 1e-2, fitted_on: str = "") -> Judge:
     """A logistic regression of ``labels`` (R,) bool on ``features`` (R, F), F the width of one of
-    :data:`FEATURE_SETS`, L2-penalised by ``l2`` on the standardised weights; full-batch L-BFGS in
+    :data:`FEATURE_SETS` or :data:`PSM_FEATURE_SETS` (all four widths differ), L2-penalised by ``l2`` on the standardised weights; full-batch L-BFGS in
     float64 from zero weights, so the same data give the same judge."""
     x, y = features.double(), labels.double()
-    widths = {len(names): names for names in FEATURE_SETS.values()}
+    widths = {len(names): names for names in _KNOWN}
+    assert len(widths) == len(_KNOWN), "feature sets of one width would be ambiguous"
     if x.dim() != 2 or x.shape[1] not in widths or y.shape != x.shape[:1]:
         raise ValueError(f"features must be (R, F) with F in {sorted(widths)} and labels (R,), got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")

@@ -25,6 +25,18 @@ class LabelledBeams(NamedTuple):
     default: torch.Tensor
 
 
+def matches_annotation(tokens: torch.Tensor, annotations: Sequence[Sequence[int]], masses: torch.Tensor) -> torch.Tensor:
+    """(S, K) bool: candidate token rows (S, K, L) that match their spectrum's annotation (token
+    indices, one list per spectrum), by Casanovo's mass-based peptide match (I = L)."""
+    s, k, length = tokens.shape
+    width = max(length, max(map(len, annotations)))
+    truth = torch.zeros(s, width, dtype=torch.long)
+    for b, annotation in enumerate(annotations):
+        truth[b, :len(annotation)] = torch.tensor(list(annotation), dtype=torch.long)
+    rows = torch.nn.functional.pad(tokens.reshape(s * k, length), (0, width - length))
+    return peptide_matches(rows, truth.repeat_interleave(k, 0), masses).view(s, k)
+
+
 @torch.no_grad()
 def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size: int | None = None,
                    batch_size: int = 64, progress=None, intensity: bool = False) -> LabelledBeams:
@@ -38,17 +50,10 @@ def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size:
             raise ValueError("every spectrum needs an annotation to label its beam")
         batch = sequencer.batch(chunk)
         beam, scores = sequencer.candidates(batch, "default", beam_size)
-        s, k, length = beam.tokens.shape
-        truth = torch.zeros(s, max(length, max(len(x.tokens) for x in chunk)), dtype=torch.long)
-        for b, x in enumerate(chunk):
-            truth[b, :len(x.tokens)] = torch.tensor(x.tokens)
-        tokens = beam.tokens.cpu()
-        width = max(tokens.shape[-1], truth.shape[-1])
-        pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
-        correct = peptide_matches(pad(tokens.reshape(s * k, -1)), pad(truth).repeat_interleave(k, 0), masses)
+        correct = matches_annotation(beam.tokens.cpu(), [x.tokens for x in chunk], masses)
         default = choose(scores.combined)
-        parts.append((sequencer.features(batch, beam, intensity).cpu(), beam.finished.cpu(), correct.view(s, k) & beam.finished.cpu(),
-                      default.cpu()))
+        parts.append((sequencer.features(batch, beam, intensity).cpu(), beam.finished.cpu(),
+                      correct & beam.finished.cpu(), default.cpu()))
         if progress is not None:
             progress(len(chunk))
     return LabelledBeams(*(torch.cat(p) for p in zip(*parts)))

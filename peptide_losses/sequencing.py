@@ -245,5 +245,5 @@ def load_sequencer(path: str | Path | None = None, device: str | torch.device = 
                               f"({len(vocabulary)} tokens, fingerprint {vocabulary.fingerprint}): "
                               f"{str(err).splitlines()[0]}") from None
     model.eval()
-    judge = Judge.load(judge_path(path)) if judge_path(path).is_file() else None
+    judge = Judge.load(judge_path(path), "beam") if judge_path(path).is_file() else None
     return Sequencer(model, config, vocabulary, device, judge=judge)

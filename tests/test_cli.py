@@ -21,6 +21,7 @@ from peptide_losses import Vocabulary
 from peptide_losses.cli import main
 from peptide_losses.datasets import REAL_SETS, real_set
 from peptide_losses.evaluation import best_psms, evaluate_psms, precision_coverage
+from peptide_losses.judge import Judge
 from peptide_losses.mztab import PSM, PSMRow, MzTabError, psm_lines, read_psms, write_psms
 from peptide_losses.scoring import shuffled_decoys
 from peptide_losses.sequencing import DEFAULT_CHECKPOINT
@@ -31,6 +32,7 @@ DATA = Path(__file__).resolve().parent / "data"
 CASANOVO_MZTAB = DATA / "casanovo-5.2.1_top3.mztab"
 CASANOVO_MGF = DATA / "casanovo_sample_first8.mgf"
 PROTON = 1.007276467
+PROFORMA = "opt_global_cv_MS:1003169_proforma_peptidoform_sequence"
 
 
 @pytest.fixture(scope="module")
@@ -168,38 +170,81 @@ def test_rescore_at_weight_zero_returns_casanovos_file_unchanged(tmp_path, capsy
         assert len(cells) == width + (3 if old.startswith(("PSH", "PSM")) else 0)
 
 
-def test_rescore_puts_the_true_peptide_above_its_same_mass_decoy(tmp_path, capsys, vocabulary):
-    """For each of the 128 real Casanovo-sample spectra, a tool ranks a shuffled same-mass decoy first
-    and the true peptide second, at equal scores. The spectrum evidence must reorder nearly all: the
-    true peptide scores below its permutations in 99 % of these spectra (scoring.SCORE_DEFAULTS)."""
-    items = real_set("casanovo-sample", vocabulary)
+def planted_psms(path: Path, vocabulary, items, truth_first) -> Path:
+    """An mzTab of ``items``' spectra (casanovo-sample), two PSMs each at equal tool scores: the true
+    peptide and a shuffled same-mass decoy, the truth first where ``truth_first(b)``."""
     truth = torch.zeros(len(items), 40, dtype=torch.long)
     for b, (_, s) in enumerate(items):
         truth[b, :len(s.tokens)] = torch.tensor(s.tokens)
     decoys = shuffled_decoys(truth, vocabulary.mass_tensor(), 1, torch.Generator().manual_seed(0))[:, 0]
     psms = []
     for b, (ref, s) in enumerate(items):
-        for rank, row in enumerate((decoys[b], truth[b]), start=1):
+        pair = (truth[b], decoys[b]) if truth_first(b) else (decoys[b], truth[b])
+        for rank, row in enumerate(pair, start=1):
             tokens = [t for t in row.tolist() if t]
             psms.append(PSM(vocabulary.decode(tokens), tokens, ref, rank, s.charge, s.precursor_mz, s.precursor_mz,
                             0.0, 0.0, 0.0, 0.0))
-    planted = tmp_path / "planted.mztab"
-    write_psms(planted, psms, vocabulary, spectra_file=REAL_SETS["casanovo-sample"].mgf, software="test",
-               description="decoy first")
+    write_psms(path, psms, vocabulary, spectra_file=REAL_SETS["casanovo-sample"].mgf, software="test",
+               description="a true peptide and its decoy per spectrum")
+    return path
+
+
+def first_psms(path: Path) -> dict[str, dict]:
+    """Each spectrum's first PSM row of an mzTab, by spectra_ref."""
+    first = {}
+    for row in psm_table(path):
+        first.setdefault(row["spectra_ref"].removeprefix("ms_run[1]:"), row)
+    return first
+
+
+def test_rescore_puts_the_true_peptide_above_its_same_mass_decoy(tmp_path, capsys, vocabulary):
+    """For each of the 128 real Casanovo-sample spectra, a tool ranks a shuffled same-mass decoy first
+    and the true peptide second, at equal scores. The spectrum evidence must reorder nearly all: the
+    true peptide scores below its permutations in 99 % of these spectra (scoring.SCORE_DEFAULTS)."""
+    items = real_set("casanovo-sample", vocabulary)
+    planted = planted_psms(tmp_path / "planted.mztab", vocabulary, items, lambda b: False)
     out = tmp_path / "rescored.mztab"
     code, _, err = run_cli(capsys, "rescore", planted, "casanovo-sample", "-o", out, "--backend", "reference")
     assert code == 0, err
-    first = {}
-    for row in psm_table(out):
-        first.setdefault(row["spectra_ref"].removeprefix("ms_run[1]:"),
-                         row["opt_global_cv_MS:1003169_proforma_peptidoform_sequence"])
+    first = first_psms(out)
     truths = {ref: s.sequence for ref, s in items}
-    right = sum(vocabulary.encode(first[ref]) == vocabulary.encode(truths[ref]) for ref in truths)
+    right = sum(vocabulary.encode(first[ref][PROFORMA]) == vocabulary.encode(truths[ref]) for ref in truths)
     assert right >= 0.9 * len(items)
     for row in psm_table(out):  # the new score is the tool's minus the weighted evidence, as documented
         penalty = 0.01 * (abs(row["opt_global_precursor_ppm"]) > 20)
         assert row["search_engine_score[1]"] == pytest.approx(
             row["opt_global_original_score"] - 100 * (row["opt_global_spectrum_score"] + penalty), rel=1e-6)
+
+
+def test_a_judge_of_a_tools_psms_fitted_on_some_spectra_reorders_the_others(tmp_path, capsys, vocabulary):
+    """fit-judge --psms on 64 Casanovo-sample spectra (truth and decoy at equal tool scores, in random
+    order: only the evidence tells them apart), then rescore --judge on the other 64: the truth comes
+    first in nearly all of them, and the written score is the judge's P(correct)."""
+    items = real_set("casanovo-sample", vocabulary)
+    order = torch.rand(len(items), generator=torch.Generator().manual_seed(1)) < 0.5
+    fit_items, held_out = items[:64], items[64:]
+    fit = planted_psms(tmp_path / "fit.mztab", vocabulary, fit_items, lambda b: bool(order[b]))
+    judge = tmp_path / "tool.judge.json"
+    code, _, err = run_cli(capsys, "fit-judge", "casanovo-sample", "--psms", fit, "-o", judge, "--backend", "reference",
+                           "--no-progress")
+    assert code == 0, err
+    assert "64 spectra, 128 candidates, 64 correct" in Judge.load(judge, "psm").fitted_on
+    test = planted_psms(tmp_path / "test.mztab", vocabulary, held_out, lambda b: bool(order[64 + b]))
+    out = tmp_path / "judged.mztab"
+    code, _, err = run_cli(capsys, "rescore", test, "casanovo-sample", "-o", out, "--judge", judge,
+                           "--backend", "reference")
+    assert code == 0, err
+    first = first_psms(out)
+    right = sum(vocabulary.encode(first[ref][PROFORMA]) == vocabulary.encode(s.sequence) for ref, s in held_out)
+    assert right >= 0.9 * len(held_out)
+    scores = [row["search_engine_score[1]"] for row in psm_table(out)]
+    assert all(0 <= p <= 1 for p in scores) and len(scores) == 2 * len(held_out)
+
+
+def test_rescore_takes_a_judge_or_a_weight_not_both(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "rescore", CASANOVO_MZTAB, CASANOVO_MGF, "-o", tmp_path / "o.mztab",
+                           "--judge", _beam_judge(), "--weight", "5")
+    assert code == 2 and err.count("\n") == 1 and "drop one" in err
 
 
 def test_python_dash_m_is_the_console_script(tmp_path):
@@ -283,6 +328,12 @@ def test_sequence_reads_mzml(tmp_path, capsys):
     assert {r["spectra_ref"] for r in psm_table(out)} == {"ms_run[1]:scan=10", "ms_run[1]:scan=11"}
 
 
+def _beam_judge():
+    from peptide_losses.judge import judge_path
+
+    return judge_path(DEFAULT_CHECKPOINT)
+
+
 def _bad_mgf(tmp_path, body):
     path = tmp_path / "bad.mgf"
     path.write_text(body)
@@ -329,6 +380,11 @@ BAD_INPUTS = {
     "not an mzTab": (lambda t: ["evaluate", CASANOVO_MGF, CASANOVO_MGF], "no PSM section"),
     "unknown token in a PSM": (lambda t: ["rescore", _psms_of(t, "index=0", "PEPXK"), CASANOVO_MGF, "-o",
                                           t / "o.mztab"], "psms.mztab, line 18: sequence 'PEPXK'"),
+    "unannotated spectrum (fit-judge --psms)": (
+        lambda t: ["fit-judge", _bad_mgf(t, "BEGIN IONS\nTITLE=u\nPEPMASS=500.2\nCHARGE=2+\n100 1\n200 1\nEND IONS\n"),
+                   "--psms", _psms_of(t, "index=0"), "-o", t / "j.json"], "spectrum index=0 of"),
+    "a beam judge for rescore": (lambda t: ["rescore", CASANOVO_MZTAB, CASANOVO_MGF, "-o", t / "o.mztab", "--judge",
+                                            _beam_judge()], "gpu_preset.judge.json: a beam judge"),
     "unknown set name": (lambda t: ["evaluate", CASANOVO_MZTAB, "massivekb-tset"],
                          "massivekb-tset: no such file, and not a shipped set"),
 }

@@ -191,3 +191,26 @@ def test_longest_run_is_the_longest_stretch_of_true(rows):
     expected = [max((len(list(g)) for key, g in itertools.groupby(r) if key), default=0) for r in rows]
     covered = torch.tensor(rows, dtype=torch.bool).view(len(rows), -1)
     assert _longest_run(covered).tolist() == expected
+
+
+def test_psm_features_rank_the_tools_score_and_share_the_evidence_of_a_beams():
+    """The tool's score, its rank (0 = best, / K) and margin to the best valid PSM; the evidence columns
+    are those a beam's candidates get (candidate_features) for the same peptides; a judge fitted on them
+    is a ``psm`` judge, one of a beam's a ``beam`` judge."""
+    from peptide_losses.features import EVIDENCE, PSM_FEATURES, psm_features
+
+    tokens = torch.tensor([[VOCAB.encode("PEPK"), VOCAB.encode("PEKP"), VOCAB.encode("KPEP")]])
+    score, valid = torch.tensor([[0.5, 0.9, float("nan")]], dtype=torch.float64), torch.tensor([[True, True, False]])
+    ppm, spectrum = torch.tensor([[1.0, 30.0, 2.0]]), torch.tensor([[0.01, 0.02, 0.03]])
+    peaks = (torch.tensor([[b("P"), b("PE"), 500.0]]), torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool))
+    got = psm_features(score, valid, tokens, ppm, spectrum, VOCAB.mass_tensor(), VOCAB.start_only_mask(), *peaks)
+    assert got.shape == (1, 3, len(PSM_FEATURES)) and got.isfinite().all()
+    column = {name: got[0, :, i].tolist() for i, name in enumerate(PSM_FEATURES)}
+    assert column["tool_rank"][:2] == pytest.approx([1 / 3, 0.0])
+    assert column["tool_margin"] == pytest.approx([0.4, 0.0, 0.0]) and column["tool_score"][2] == 0.0
+    beam = Beam(tokens, torch.tensor([[-1.0, -2.0, -3.0]]), valid, ppm, spectrum)
+    theirs = candidate_features(beam, VOCAB.mass_tensor(), VOCAB.start_only_mask(), *peaks)
+    assert torch.equal(got[..., 3:], theirs[..., len(FEATURES) - len(EVIDENCE):])
+    labels = torch.tensor([True, False, False, True] * 10)
+    x = torch.randn(len(labels), len(PSM_FEATURES), generator=torch.Generator().manual_seed(0))
+    assert fit_judge(x, labels).kind == "psm" and fit_judge(*toy()).kind == "beam"

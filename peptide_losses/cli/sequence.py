@@ -60,7 +60,7 @@ def load(args) -> Sequencer:
     sequencer = load_sequencer(args.checkpoint, checked_device(args.device))
     changes = {"backend": getattr(args, "backend", "auto")}
     if getattr(args, "judge", None):
-        changes["judge"] = Judge.load(args.judge)
+        changes["judge"] = Judge.load(args.judge, "beam")
         if changes["judge"].uses_intensity and not ms2pip_available():
             raise ValueError(f"{args.judge}: this judge reads ms2pip's predicted intensities, and ms2pip is not "
                              "installed (pip install -e '.[simulate]')")
