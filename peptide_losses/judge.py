@@ -20,14 +20,15 @@ from pathlib import Path
 import torch
 
 from .features import FEATURES, PSM_FEATURES
-from .predicted_intensity import FEATURE as INTENSITY_FEATURE
+from .predicted_intensity import SOURCES as INTENSITY_SOURCES
 
-#: The features a beam judge reads: without ms2pip, and with its predicted-intensity correlation.
-FEATURE_SETS = {False: FEATURES, True: (*FEATURES, INTENSITY_FEATURE)}
+#: The features a beam judge reads, by the predictor of its intensity feature (None: none; else a
+#: key of :data:`peptide_losses.predicted_intensity.SOURCES`, the feature last).
+FEATURE_SETS = {None: FEATURES, **{source: (*FEATURES, name) for source, name in INTENSITY_SOURCES.items()}}
 #: The features a judge of another tool's PSMs reads, likewise.
-PSM_FEATURE_SETS = {False: PSM_FEATURES, True: (*PSM_FEATURES, INTENSITY_FEATURE)}
-_KNOWN = {names: ("psm" if sets is PSM_FEATURE_SETS else "beam") for sets in (FEATURE_SETS, PSM_FEATURE_SETS)
-          for names in sets.values()}
+PSM_FEATURE_SETS = {None: PSM_FEATURES, **{source: (*PSM_FEATURES, name) for source, name in INTENSITY_SOURCES.items()}}
+_KNOWN = {names: ("psm" if sets is PSM_FEATURE_SETS else "beam", source)
+          for sets in (FEATURE_SETS, PSM_FEATURE_SETS) for source, names in sets.items()}
 
 
 @dataclass(frozen=True)
@@ -45,20 +46,21 @@ class Judge:
     def __post_init__(self) -> None:
         if tuple(self.features) not in _KNOWN:
             raise ValueError(f"this judge reads features {list(self.features)}, this package computes "
-                             f"{list(FEATURE_SETS[True])} for its beams and {list(PSM_FEATURE_SETS[True])} for "
-                             f"another tool's PSMs (the last with ms2pip): refit it (peptide-losses fit-judge)")
+                             f"{list(FEATURES)} for its beams and {list(PSM_FEATURES)} for another tool's PSMs, "
+                             f"each with one of {list(INTENSITY_SOURCES.values())} last or none: refit it "
+                             f"(peptide-losses fit-judge)")
         if not len(self.mean) == len(self.scale) == len(self.weight) == len(self.features):
             raise ValueError(f"a judge needs {len(self.features)} means, scales and weights")
 
     @property
     def kind(self) -> str:
         """``"beam"`` (the package's own beams) or ``"psm"`` (another tool's PSMs, with its score)."""
-        return _KNOWN[tuple(self.features)]
+        return _KNOWN[tuple(self.features)][0]
 
     @property
-    def uses_intensity(self) -> bool:
-        """It reads ms2pip's predicted-intensity correlation (needs ms2pip to run)."""
-        return INTENSITY_FEATURE in self.features
+    def intensity_source(self) -> str | None:
+        """The predictor of the intensity feature it reads (``"ms2pip"``: needs ms2pip to run; ``"model"``), or None."""
+        return _KNOWN[tuple(self.features)][1]
 
     def logit(self, features: torch.Tensor) -> torch.Tensor:
         """(..., F) features -> (...) log-odds of being correct."""
@@ -96,16 +98,21 @@ def judge_path(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.judge.json")
 
 
-def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, l2: float = 1e-2, fitted_on: str = "") -> Judge:
-    """A logistic regression of ``labels`` (R,) bool on ``features`` (R, F), F the width of one of
-    :data:`FEATURE_SETS` or :data:`PSM_FEATURE_SETS` (all four widths differ), L2-penalised by ``l2`` on the standardised weights; full-batch L-BFGS in
-    float64 from zero weights, so the same data give the same judge."""
+def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, names: tuple[str, ...] | None = None,
+              l2: float = 1e-2, fitted_on: str = "") -> Judge:
+    """A logistic regression of ``labels`` (R,) bool on ``features`` (R, F) named ``names``, one of
+    :data:`FEATURE_SETS` or :data:`PSM_FEATURE_SETS` (None: a set without intensity feature, told by
+    its width), L2-penalised by ``l2`` on the standardised weights; full-batch L-BFGS in float64 from
+    zero weights, so the same data give the same judge."""
     x, y = features.double(), labels.double()
-    widths = {len(names): names for names in _KNOWN}
-    assert len(widths) == len(_KNOWN), "feature sets of one width would be ambiguous"
-    if x.dim() != 2 or x.shape[1] not in widths or y.shape != x.shape[:1]:
-        raise ValueError(f"features must be (R, F) with F in {sorted(widths)} and labels (R,), got "
-                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    widths = {len(FEATURES): FEATURES, len(PSM_FEATURES): PSM_FEATURES}
+    if names is None and x.dim() == 2 and x.shape[1] in widths:
+        names = widths[x.shape[1]]
+    if names is not None and tuple(names) not in _KNOWN:
+        raise ValueError(f"names {list(names)} are no judge's feature set (judge.FEATURE_SETS, PSM_FEATURE_SETS)")
+    if x.dim() != 2 or names is None or x.shape[1] != len(names) or y.shape != x.shape[:1]:
+        raise ValueError(f"features must be (R, F) with F = len(names) (without names: {sorted(widths)}) and labels "
+                         f"(R,), got {tuple(x.shape)} and {tuple(y.shape)}")
     if not 0 < float(y.sum()) < len(y):
         raise ValueError(f"labels need both classes: {int(y.sum())} correct of {len(y)} candidates")
     mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)
@@ -122,5 +129,5 @@ def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, l2: float = 1e-2,
         return value
 
     optimizer.step(loss)
-    return Judge(widths[x.shape[1]], tuple(mean.tolist()), tuple(scale.tolist()), tuple(weight.detach().tolist()),
+    return Judge(tuple(names), tuple(mean.tolist()), tuple(scale.tolist()), tuple(weight.detach().tolist()),
                  float(bias.detach()), fitted_on)

@@ -9,6 +9,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from .checks import choose
+from .predicted_intensity import source_correlations
 from .sequencing import Sequencer
 from .spectra import Spectrum
 from .train.metrics import peptide_matches
@@ -39,9 +40,11 @@ def matches_annotation(tokens: torch.Tensor, annotations: Sequence[Sequence[int]
 
 @torch.no_grad()
 def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size: int | None = None,
-                   batch_size: int = 64, progress=None, intensity: bool = False) -> LabelledBeams:
-    """The labelled beams of annotated ``spectra`` (each with ``tokens``), the features with ms2pip's
-    correlation last if ``intensity``; ``progress(n)`` after each batch."""
+                   batch_size: int = 64, progress=None, intensities: Sequence[str] = ()) -> LabelledBeams:
+    """The labelled beams of annotated ``spectra`` (each with ``tokens``), the features of
+    :data:`~peptide_losses.features.FEATURES` and then the intensity feature of each of ``intensities``
+    (``"ms2pip"``, ``"model"``: :func:`~peptide_losses.predicted_intensity.source_correlations`);
+    ``progress(n)`` after each batch."""
     parts = []
     masses = sequencer.vocabulary.mass_tensor()
     for start in range(0, len(spectra), batch_size):
@@ -52,7 +55,11 @@ def labelled_beams(sequencer: Sequencer, spectra: Sequence[Spectrum], beam_size:
         beam, scores = sequencer.candidates(batch, "default", beam_size)
         correct = matches_annotation(beam.tokens.cpu(), [x.tokens for x in chunk], masses)
         default = choose(scores.combined)
-        parts.append((sequencer.features(batch, beam, intensity).cpu(), beam.finished.cpu(),
+        features = [sequencer.features(batch, beam, None)]
+        features += [source_correlations(source, beam.tokens, beam.finished, sequencer.vocabulary, batch.mz,
+                                         batch.intensity, batch.peak_mask, batch.charge)[..., None]
+                     for source in intensities]
+        parts.append((torch.cat(features, -1).cpu(), beam.finished.cpu(),
                       correct & beam.finished.cpu(), default.cpu()))
         if progress is not None:
             progress(len(chunk))

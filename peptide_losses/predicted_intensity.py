@@ -13,6 +13,7 @@ judge's pooled recall from 0.153 to 0.231.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -21,8 +22,11 @@ import torch
 from .constants import H2O, PROTON
 from .vocabulary import Vocabulary
 
-#: The feature's name in a judge's features.
-FEATURE = "ms2pip_correlation"
+#: The intensity feature of a judge by the predictor behind it: ms2pip (the ``simulate`` extra, on the
+#: CPU) or the package's own model distilled from it (:mod:`peptide_losses.intensity_model`, any device).
+SOURCES = {"ms2pip": "ms2pip_correlation", "model": "model_correlation"}
+#: The ms2pip feature's name in a judge's features.
+FEATURE = SOURCES["ms2pip"]
 TOLERANCE = 0.02
 #: ms2pip's shortest and longest peptides (it returns nothing for others: the feature is then 0).
 LENGTHS = (2, 100)
@@ -31,6 +35,26 @@ LENGTHS = (2, 100)
 def available() -> bool:
     """ms2pip can be imported (``pip install -e ".[simulate]"``)."""
     return importlib.util.find_spec("ms2pip") is not None
+
+
+def check_source(source: str, where: str = "") -> None:
+    """ValueError (prefixed by ``where``) for an unknown source, or ms2pip where it is not installed."""
+    if source not in SOURCES:
+        raise ValueError(f"{where}unknown intensity predictor {source!r}: one of {', '.join(SOURCES)}")
+    if source == "ms2pip" and not available():
+        raise ValueError(f"{where}this judge reads ms2pip's predicted intensities, and ms2pip is not installed "
+                         "(pip install -e '.[simulate]'); the package's own model needs none (--intensities model)")
+
+
+def source_correlations(source: str, tokens: torch.Tensor, valid: torch.Tensor, vocabulary: Vocabulary,
+                        mz: torch.Tensor, intensity: torch.Tensor, peak_mask: torch.Tensor,
+                        charge: torch.Tensor) -> torch.Tensor:
+    """(B, K) the intensity feature of ``source`` (:data:`SOURCES`): :func:`correlations` with ms2pip, or
+    :func:`model_correlations` with the shipped model on the tensors' device."""
+    check_source(source)
+    if source == "ms2pip":
+        return correlations(tokens, valid, vocabulary, mz, intensity, peak_mask, charge)
+    return model_correlations(tokens, valid, vocabulary, mz, intensity, peak_mask, charge)
 
 
 def _peptides(tokens: torch.Tensor, vocabulary: Vocabulary) -> list[tuple[str, list[float]]]:
@@ -92,3 +116,72 @@ def _nearest(peaks: np.ndarray, heights: np.ndarray, ions: np.ndarray) -> np.nda
     left = np.clip(index - 1, 0, None)
     pick = np.where(np.abs(peaks[left] - ions) <= np.abs(peaks[index] - ions), left, index)
     return np.where(np.abs(peaks[pick] - ions) <= TOLERANCE, heights[pick], 0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped_model(device: torch.device):
+    from .intensity_model import load
+
+    return load(device=device)
+
+
+@torch.no_grad()
+def model_correlations(tokens: torch.Tensor, valid: torch.Tensor, vocabulary: Vocabulary, mz: torch.Tensor,
+                       intensity: torch.Tensor, peak_mask: torch.Tensor, charge: torch.Tensor,
+                       model=None) -> torch.Tensor:
+    """:func:`correlations` with the package's intensity ``model`` (default: the shipped one), every
+    candidate at once on the tensors' device, no host sync: the same ions, peak lookup and Pearson
+    correlation of square roots, 0 where invalid, outside :data:`LENGTHS` or constant."""
+    from .intensity_model import LETTERS, log_distribution
+
+    device = tokens.device
+    model = _shipped_model(device) if model is None else model
+    batch, k, length = tokens.shape
+    rows = tokens.reshape(batch * k, length)
+    letter_of = torch.zeros(len(vocabulary), dtype=torch.long)
+    for index, token in enumerate(vocabulary.tokens):
+        if not vocabulary.is_special(token) and not vocabulary.is_n_terminal(token):
+            letter_of[index] = LETTERS.index(token[0]) + 1
+    opening = vocabulary.start_only_mask(device=device)[rows[:, 0]]
+    # An N-terminal modification is no residue: drop its column, its mass goes to the first residue.
+    shifted = torch.where(opening[:, None], torch.nn.functional.pad(rows[:, 1:], (0, 1)), rows)
+    letters = letter_of.to(device)[shifted]
+    masses = vocabulary.mass_tensor(device=device)
+    residue = masses[shifted] + torch.where(torch.arange(length, device=device) == 0,
+                                            torch.where(opening, masses[rows[:, 0]], 0.0)[:, None], 0.0)
+    n = (letters != 0).sum(-1)
+    z = charge.repeat_interleave(k).long()
+    shares = log_distribution(model(letters, z)).exp().double()  # (R, 2, L - 1): b_{l+1}, y_{n-l-1}
+    prefix = residue.cumsum(-1)[:, :-1]  # slot l: b_{l+1}, and y_{n-l-1} weighs the rest
+    ions = torch.stack([prefix + PROTON, residue.sum(-1, keepdim=True) - prefix + H2O + PROTON], 1)
+    peaks = torch.where(peak_mask, mz.double(), torch.inf)
+    order = peaks.argsort(-1)
+    peaks = peaks.gather(-1, order).repeat_interleave(k, 0)
+    heights = intensity.double().gather(-1, order).repeat_interleave(k, 0)
+    observed = _nearest_torch(peaks, heights, ions.flatten(1)).view_as(shares)
+    slot = (torch.arange(length - 1, device=device)[None, :] < (n - 1)[:, None])[:, None, :].expand_as(shares)
+    expected = torch.where(slot, shares, 0.0).sqrt()
+    count = slot.flatten(1).sum(-1).clamp_min(1)
+
+    def centred(x):
+        x = x.flatten(1)
+        return torch.where(slot.flatten(1), x - x.sum(-1, keepdim=True) / count[:, None], 0.0)
+
+    e, o = centred(expected), centred(torch.where(slot, observed, 0.0))
+    spread = e.square().sum(-1) * o.square().sum(-1)
+    r = (e * o).sum(-1) / spread.sqrt().clamp_min(1e-300)
+    ok = valid.reshape(-1) & (n >= LENGTHS[0]) & (n <= LENGTHS[1]) & (spread > 0)
+    return torch.where(ok, r, 0.0).float().view(batch, k)
+
+
+def _nearest_torch(peaks: torch.Tensor, heights: torch.Tensor, ions: torch.Tensor) -> torch.Tensor:
+    """:func:`_nearest` for rows at once: (R, N) ascending peaks (+inf padding) and heights, ions (R, M)."""
+    n = peaks.shape[-1]
+    if n == 0:
+        return torch.zeros_like(ions)
+    index = torch.searchsorted(peaks, ions.contiguous()).clamp(1, n - 1) if n > 1 else torch.zeros_like(ions).long()
+    left = (index - 1).clamp_min(0)
+    left_d, right_d = (peaks.gather(-1, left) - ions).abs(), (peaks.gather(-1, index) - ions).abs()
+    pick = torch.where(left_d <= right_d, left, index)
+    close = (peaks.gather(-1, pick) - ions).abs() <= TOLERANCE
+    return torch.where(close, heights.gather(-1, pick), 0.0)

@@ -14,7 +14,7 @@ from .decoding import candidate_ppm
 from .features import psm_features
 from .integrations.candidates import candidate_tokens
 from .mztab import MzTabError, PSMFile, PSMRow, read_psm_file
-from .predicted_intensity import correlations
+from .predicted_intensity import source_correlations
 from .scoring import spectrum_scores
 from .spectra import Spectrum, SpectrumBatch, collate
 from .vocabulary import Vocabulary
@@ -90,17 +90,17 @@ def evidence(groups: Sequence[Sequence[PSMRow]], spectra: Sequence[Spectrum], vo
 
 
 def judge_features(found: Evidence, vocabulary: Vocabulary, tolerance: float, backend: str = "auto",
-                   intensity: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, K, F) :func:`~peptide_losses.features.psm_features` of the chunk's PSMs (with ms2pip's
-    correlation last if ``intensity``) and (B, K) ``valid``: present with a finite tool score (a
+                   intensity: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K, F) :func:`~peptide_losses.features.psm_features` of the chunk's PSMs (with the intensity
+    feature of ``intensity``, ``"ms2pip"`` or ``"model"``, last) and (B, K) ``valid``: present with a finite tool score (a
     null score gets no P(correct) and ranks last)."""
     valid = found.present & found.score.isfinite()
     batch = found.batch
     features = psm_features(found.score, valid, found.tokens, found.ppm, found.spectrum, vocabulary.mass_tensor(),
                             vocabulary.start_only_mask(), batch.mz, batch.intensity, batch.peak_mask, tolerance,
                             backend)
-    if intensity:
-        correlation = correlations(found.tokens, valid, vocabulary, batch.mz, batch.intensity, batch.peak_mask,
-                                   batch.charge)
+    if intensity is not None:
+        correlation = source_correlations(intensity, found.tokens, valid, vocabulary, batch.mz, batch.intensity,
+                                          batch.peak_mask, batch.charge)
         features = torch.cat([features, correlation[..., None]], -1)
     return features, valid

@@ -34,7 +34,7 @@ from .constants import PROTON
 from .decoding import rerank
 from .features import Beam, candidate_features
 from .judge import Judge, judge_path
-from .predicted_intensity import correlations
+from .predicted_intensity import source_correlations
 from .spectra import Spectrum, SpectrumBatch, collate
 from .vocabulary import Vocabulary
 
@@ -142,20 +142,20 @@ class Sequencer:
             ~self.vocabulary.start_only_mask(device=tokens.device)
         return residue[tokens].any(-1)
 
-    def features(self, batch: SpectrumBatch, beam: Beam, intensity: bool | None = None) -> torch.Tensor:
+    def features(self, batch: SpectrumBatch, beam: Beam, intensity: str | None = "judge") -> torch.Tensor:
         """(B, K, F) :func:`~peptide_losses.features.candidate_features` of the beam's candidates, and
-        with ``intensity`` (None: as the judge reads) ms2pip's correlation last
-        (:mod:`peptide_losses.predicted_intensity`)."""
+        the intensity feature of ``intensity`` last (:func:`~peptide_losses.predicted_intensity.source_correlations`:
+        ``"ms2pip"`` or ``"model"``; ``"judge"``: as the judge reads; None: none)."""
         features = candidate_features(beam, self.vocabulary.mass_tensor(device=batch.mz.device),
                                       self.vocabulary.start_only_mask(device=batch.mz.device), batch.mz,
                                       batch.intensity, batch.peak_mask, self.config.decoding.precursor_tolerance_ppm,
                                       backend=self.backend)
+        if intensity == "judge":
+            intensity = None if self.judge is None else self.judge.intensity_source
         if intensity is None:
-            intensity = self.judge is not None and self.judge.uses_intensity
-        if not intensity:
             return features
-        correlation = correlations(beam.tokens, beam.finished, self.vocabulary, batch.mz, batch.intensity,
-                                   batch.peak_mask, batch.charge)
+        correlation = source_correlations(intensity, beam.tokens, beam.finished, self.vocabulary, batch.mz,
+                                          batch.intensity, batch.peak_mask, batch.charge)
         return torch.cat([features, correlation[..., None]], -1)
 
     @torch.no_grad()

@@ -218,17 +218,19 @@ def test_rescore_puts_the_true_peptide_above_its_same_mass_decoy(tmp_path, capsy
 
 def test_a_judge_of_a_tools_psms_fitted_on_some_spectra_reorders_the_others(tmp_path, capsys, vocabulary):
     """fit-judge --psms on 64 Casanovo-sample spectra (truth and decoy at equal tool scores, in random
-    order: only the evidence tells them apart), then rescore --judge on the other 64: the truth comes
-    first in nearly all of them, and the written score is the judge's P(correct)."""
+    order: only the evidence tells them apart; with the package's intensity model's feature), then
+    rescore --judge on the other 64: the truth comes first in nearly all of them, and the written
+    score is the judge's P(correct)."""
     items = real_set("casanovo-sample", vocabulary)
     order = torch.rand(len(items), generator=torch.Generator().manual_seed(1)) < 0.5
     fit_items, held_out = items[:64], items[64:]
     fit = planted_psms(tmp_path / "fit.mztab", vocabulary, fit_items, lambda b: bool(order[b]))
     judge = tmp_path / "tool.judge.json"
     code, _, err = run_cli(capsys, "fit-judge", "casanovo-sample", "--psms", fit, "-o", judge, "--backend", "reference",
-                           "--no-progress")
+                           "--intensities", "model", "--no-progress")
     assert code == 0, err
-    assert "64 spectra, 128 candidates, 64 correct" in Judge.load(judge, "psm").fitted_on
+    fitted = Judge.load(judge, "psm")
+    assert "64 spectra, 128 candidates, 64 correct" in fitted.fitted_on and fitted.intensity_source == "model"
     test = planted_psms(tmp_path / "test.mztab", vocabulary, held_out, lambda b: bool(order[64 + b]))
     out = tmp_path / "judged.mztab"
     code, _, err = run_cli(capsys, "rescore", test, "casanovo-sample", "-o", out, "--judge", judge,
@@ -442,15 +444,14 @@ def test_a_score_that_is_not_a_number_or_null_is_refused_not_ranked_last(tmp_pat
 
 
 def test_a_judge_that_reads_ms2pip_is_refused_where_ms2pip_is_missing(tmp_path, capsys, monkeypatch):
-    from peptide_losses.cli import sequence
-    from peptide_losses.judge import Judge, judge_path
+    from peptide_losses import predicted_intensity
+    from peptide_losses.judge import FEATURE_SETS
 
-    plain = Judge.load(judge_path(DEFAULT_CHECKPOINT))
-    with_ms2pip = Judge((*plain.features, "ms2pip_correlation"), (*plain.mean, 0.0), (*plain.scale, 1.0),
-                        (*plain.weight, 1.0), plain.bias, "test")
+    names = FEATURE_SETS["ms2pip"]
+    with_ms2pip = Judge(names, (0.0,) * len(names), (1.0,) * len(names), (1.0,) * len(names), 0.0, "test")
     path = tmp_path / "ms2pip.judge.json"
     with_ms2pip.save(path)
-    monkeypatch.setattr(sequence, "ms2pip_available", lambda: False)
+    monkeypatch.setattr(predicted_intensity, "available", lambda: False)
     code, _, err = run_cli(capsys, "sequence", CASANOVO_MGF, "-o", tmp_path / "o.mztab", "--judge", path)
     assert code == 2 and "ms2pip.judge.json: this judge reads ms2pip's predicted intensities" in err
 

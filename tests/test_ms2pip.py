@@ -45,3 +45,19 @@ def test_the_true_peptide_correlates_with_its_real_spectrum_better_than_a_same_m
                        torch.tensor([s.charge for _, s in items]))
     assert (got[:, 0] > got[:, 1]).float().mean() > 0.8
     assert got[:, 0].median() > 0.5
+
+
+def test_the_shipped_intensity_model_follows_ms2pip_on_the_real_sets_peptides(ms2pip):
+    """The package's model was distilled from ms2pip on simulator peptides, never on a real set's: on the
+    Casanovo sample's peptides at their own charges its b/y shares correlate with ms2pip's (square roots,
+    as the judge compares them) at a median above 0.9."""
+    from peptide_losses import intensity_model
+    from peptide_losses.train.intensities import ms2pip_predictor
+
+    letters = {i: t[0] for i, t in enumerate(VOCAB.tokens) if not VOCAB.is_special(t) and not VOCAB.is_n_terminal(t)}
+    items = [("".join(letters[t] for t in s.tokens if t in letters), s.charge)
+             for _, s in real_set("casanovo-sample", VOCAB, Preprocessing())]
+    ours, theirs = intensity_model.predictor()(items), ms2pip_predictor()(items)
+    shares = lambda ions: np.sqrt(np.clip(np.exp2(np.concatenate([ions["b"], ions["y"]])) - 0.001, 0, None))  # noqa: E731
+    r = [np.corrcoef(shares(a), shares(b))[0, 1] for a, b in zip(ours, theirs)]
+    assert np.median(r) > 0.9

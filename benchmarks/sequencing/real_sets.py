@@ -34,10 +34,13 @@ from peptide_losses.sequencing import DEFAULT_CHECKPOINT, load_sequencer
 from ..environment import RESULTS_ROOT, describe, slug
 
 def variants() -> dict[str, list[str]]:
-    """The decodings measured, as ``sequence`` options: the judge-free ones, the shipped judge without
-    ms2pip, and (where ms2pip is installed) the one that reads its predicted intensities."""
+    """The decodings measured, as ``sequence`` options: the judge-free ones, the shipped judge, the one
+    that also reads the package's intensity model, and (where ms2pip is installed) the one that reads
+    ms2pip's (``benchmarks.sequencing.judge`` fits all three)."""
     out = {name: ["--decoding", name] for name in ("greedy", "precursor-beam", "default")}
     out["judge"] = ["--decoding", "judge", "--judge", str(judge_path(DEFAULT_CHECKPOINT))]
+    out["judge + own intensity model"] = ["--decoding", "judge", "--judge",
+                                          str(RESULTS_ROOT / "cpu" / "judge-model.json")]
     if ms2pip_available():
         out["judge + ms2pip"] = ["--decoding", "judge", "--judge", str(RESULTS_ROOT / "cpu" / "judge-ms2pip.json")]
     return out

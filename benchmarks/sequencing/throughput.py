@@ -18,7 +18,8 @@ repeated to ``--spectra``. Two measurements per checkpoint:
    load, reading the MGF, decoding, writing mzTab) at its defaults and at the fastest settings
    of (1), wall clock.
 
-Writes ``results/<device>/throughput.{md,json}``; ``--smoke`` writes nowhere.
+Writes ``results/<device>/throughput.{md,json}``; ``--command-only`` measures (2) at the defaults
+alone (a minute on a GPU) into ``throughput_command.{md,json}``; ``--smoke`` writes nowhere.
 """
 
 from __future__ import annotations
@@ -155,21 +156,25 @@ def report(results: dict) -> str:
     lines = [f"# `peptide-losses sequence` throughput ({env['device']})", "",
              f"{env['date']}; driver {env['driver']}, CUDA {env['cuda']}, torch {env['torch']}, triton "
              f"{env['triton']}. {results['spectra']} spectra (the shipped real sets repeated). Command: "
-             f"`python -m benchmarks.sequencing.throughput --device {results['device']}`.", ""]
+             f"`python -m benchmarks.sequencing.throughput --device {results['device']}"
+             f"{' --command-only' if results.get('command_only') else ''}`.", ""]
     for name, entry in results["checkpoints"].items():
-        lines += [f"## {name} (max_length {entry['max_length']}, judge: {entry['judge']})", "",
-                  f"Sync-free beam (`stop_check_every=None` under `set_sync_debug_mode('error')`): {entry['sync_free']}.",
-                  "", "| K | batch | stop check every | spectra/s | input | encode | beam steps | scoring | judge | "
-                  "scoring+judge share | peak GiB |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"## {name} (max_length {entry['max_length']}, judge: {entry['judge']})", ""]
+        if entry["stages"]:
+            lines += [f"Sync-free beam (`stop_check_every=None` under `set_sync_debug_mode('error')`): "
+                      f"{entry['sync_free']}.", "", "| K | batch | stop check every | spectra/s | input | encode | "
+                      "beam steps | scoring | judge | scoring+judge share | peak GiB |",
+                      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in entry["stages"]:
             s, m = row["seconds"], row["measured"]
             peak = "" if m["peak_gib"] is None else f"{m['peak_gib']:.2f}"
             lines.append(f"| {row['beam']} | {row['batch']} | {row['check']} | {m['spectra_per_s']:,.0f} | "
                          + " | ".join(f"{s[stage]:.2f}" for stage in STAGES)
                          + f" | {m['scoring_and_judge_share']:.2f} | {peak} |")
-        lines += ["", "Seconds per stage are totals over all spectra (medians of the repeats' totals: "
-                  f"{results['repeats']} repeats). The whole command, wall clock:", "",
-                  "| options | seconds | spectra/s |", "|---|---:|---:|"]
+        if entry["stages"]:
+            lines += ["", "Seconds per stage are totals over all spectra (medians of the repeats' totals: "
+                      f"{results['repeats']} repeats)."]
+        lines += ["", "The whole command, wall clock:", "", "| options | seconds | spectra/s |", "|---|---:|---:|"]
         for row in entry["command"]:
             lines.append(f"| `{' '.join(row['options']) or '(defaults)'}` | {row['seconds']:.1f} | "
                          f"{results['spectra'] / row['seconds']:,.0f} |")
@@ -185,6 +190,7 @@ def main(argv=None) -> Path | str:
     p.add_argument("--checkpoint", action="append", help="checkpoint(s) to measure (default: the shipped one)")
     p.add_argument("--repeats", type=int, default=3, help="passes per stage row; the median pass is reported")
     p.add_argument("--backend", default="auto", help="of the spectrum scores (auto, triton, reference)")
+    p.add_argument("--command-only", action="store_true", help="only the whole command, at its defaults")
     p.add_argument("--smoke", action="store_true",
                    help="CPU, 16 spectra, two tiny rows, the reference backend; returns the report, writes nothing")
     p.add_argument("--results", default=str(RESULTS_ROOT))
@@ -192,13 +198,15 @@ def main(argv=None) -> Path | str:
     if args.smoke:
         args.device, args.spectra, args.repeats, args.backend = "cpu", 16, 1, "reference"
     device = torch.device(args.device)
-    results = {"environment": describe(device), "device": args.device, "spectra": args.spectra,
+    results = {"environment": describe(device), "device": args.device, "command_only": args.command_only,
+               "spectra": args.spectra,
                "repeats": args.repeats, "checkpoints": {}}
     folder = Path(args.results) / ("cpu" if device.type == "cpu" else slug(results["environment"]["device"]))
 
     def save() -> Path | str:
         # After every row: a run stopped at its time limit keeps what it measured.
-        return report(results) if args.smoke else save_results(folder, "throughput", results, report(results))
+        stem = "throughput_command" if args.command_only else "throughput"
+        return report(results) if args.smoke else save_results(folder, stem, results, report(results))
 
     for checkpoint in args.checkpoint or [str(DEFAULT_CHECKPOINT)]:
         sequencer = dataclasses.replace(load_sequencer(checkpoint, device), backend=args.backend)
@@ -207,8 +215,9 @@ def main(argv=None) -> Path | str:
         stages(sequencer, spectra[:64], 2, 64)
         entry = results["checkpoints"][Path(checkpoint).name] = {
             "max_length": sequencer.max_length, "judge": sequencer.judge is not None,
-            "sync_free": sync_free(sequencer, spectra, 2), "stages": [], "command": []}
-        for row in variants(args.smoke, device):
+            "sync_free": "not measured" if args.command_only else sync_free(sequencer, spectra, 2), "stages": [],
+            "command": []}
+        for row in [] if args.command_only else variants(args.smoke, device):
             tuned = dataclasses.replace(sequencer, stop_check_every=row["check"])
             passes = sorted((stages(tuned, spectra, row["beam"], row["batch"]) for _ in range(args.repeats)),
                             key=lambda m: m["total_s"])
@@ -224,8 +233,8 @@ def main(argv=None) -> Path | str:
             write_mgf(real_spectra(args.spectra, sequencer.vocabulary), mgf)
             # The command at its defaults, and at the fastest batch size of the default beam size.
             default_beam = [r for r in entry["stages"] if r["beam"] == sequencer.config.decoding.beam_size]
-            fastest = max(default_beam or entry["stages"], key=lambda r: r["measured"]["spectra_per_s"])
-            for options in ([], ["--batch-size", str(fastest["batch"])]):
+            fastest = max(default_beam or entry["stages"], key=lambda r: r["measured"]["spectra_per_s"], default=None)
+            for options in [[]] + ([["--batch-size", str(fastest["batch"])]] if fastest else []):
                 entry["command"].append({"options": options,
                                          "seconds": command(mgf, checkpoint, args.device, args.backend, options,
                                                             Path(tmp))})

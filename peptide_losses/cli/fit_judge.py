@@ -24,10 +24,10 @@ import sys
 import torch
 from tqdm import tqdm
 
-from ..judge import fit_judge
+from ..judge import FEATURE_SETS, PSM_FEATURE_SETS, fit_judge
 from ..judge_data import labelled_beams, matches_annotation
 from ..mztab import MzTabError
-from ..predicted_intensity import available as ms2pip_available
+from ..predicted_intensity import SOURCES, check_source
 from ..rescoring import CHUNK, evidence, judge_features, read_tool_psms
 from ..sequencing import DEFAULT_CHECKPOINT
 from ..vocabulary import Vocabulary
@@ -50,8 +50,11 @@ def add_arguments(p) -> None:
     p.add_argument("--checkpoint", help=f"the model it judges (default: the shipped {DEFAULT_CHECKPOINT.name})")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 weight on the standardised weights (default: 1e-3)")
     p.add_argument("--beam-size", type=int, metavar="K", help="candidates per spectrum (default: the checkpoint's)")
-    p.add_argument("--ms2pip", action="store_true",
-                   help="also read ms2pip's predicted-intensity correlation (needs ms2pip: pip install -e '.[simulate]')")
+    p.add_argument("--intensities", choices=sorted(SOURCES),
+                   help="also read the correlation of predicted b/y intensities with the peaks: by the package's "
+                        "model (distilled from ms2pip, no extra) or by ms2pip itself (pip install -e '.[simulate]')")
+    p.add_argument("--ms2pip", dest="intensities", action="store_const", const="ms2pip",
+                   help="the same as --intensities ms2pip")
     add_backend_argument(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -60,19 +63,20 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     if not args.l2 >= 0:
         raise ValueError(f"--l2 must be >= 0, got {args.l2}")
-    if args.ms2pip and not ms2pip_available():
-        raise ValueError("--ms2pip needs ms2pip: pip install -e '.[simulate]'")
+    if args.intensities is not None:
+        check_source(args.intensities, f"--intensities {args.intensities}: ")
     if args.psms:
         features, correct, spectra = labelled_psms(args)
-        what = f"{args.psms} on {args.annotated}"
+        what, names = f"{args.psms} on {args.annotated}", PSM_FEATURE_SETS[args.intensities]
     else:
         sequencer = load(args)
         annotated = [s for _, s in read_input(args.annotated, sequencer.vocabulary, args.peprec)]
         with tqdm(total=len(annotated), unit="spectrum", disable=args.no_progress, file=sys.stderr) as bar:
-            beams = labelled_beams(sequencer, annotated, args.beam_size, progress=bar.update, intensity=args.ms2pip)
+            beams = labelled_beams(sequencer, annotated, args.beam_size, progress=bar.update,
+                                   intensities=[args.intensities] if args.intensities else [])
         features, correct, spectra = beams.features[beams.valid], beams.correct[beams.valid], len(annotated)
-        what = args.annotated
-    judge = fit_judge(features, correct, l2=args.l2,
+        what, names = args.annotated, FEATURE_SETS[args.intensities]
+    judge = fit_judge(features, correct, names=names, l2=args.l2,
                       fitted_on=f"{what}: {spectra} spectra, {len(correct)} candidates, {int(correct.sum())} correct; "
                                 f"l2 {args.l2}")
     judge.save(args.output)
@@ -97,7 +101,8 @@ def labelled_psms(args) -> tuple[torch.Tensor, torch.Tensor, int]:
         chunk = refs[start:start + CHUNK]
         found = evidence([tool.groups[r] for r in chunk], [tool.spectra[r] for r in chunk], vocabulary,
                          args.precursor_tolerance, args.isotope_errors, args.backend)
-        features, valid = judge_features(found, vocabulary, args.precursor_tolerance, args.backend, args.ms2pip)
+        features, valid = judge_features(found, vocabulary, args.precursor_tolerance, args.backend,
+                                         args.intensities)
         correct = matches_annotation(found.tokens, [tool.spectra[r].tokens for r in chunk], vocabulary.mass_tensor())
         parts.append((features[valid], correct[valid]))
     features, correct = (torch.cat(p) for p in zip(*parts))

@@ -28,7 +28,7 @@ import sys
 
 from ..judge import Judge
 from ..mztab import SCORE_COLUMN
-from ..predicted_intensity import available as ms2pip_available
+from ..predicted_intensity import check_source
 from ..rescoring import CHUNK, PRECURSOR_PENALTY, evidence, judge_features, read_tool_psms
 from ..vocabulary import Vocabulary
 from .inputs import SPECTRA_HELP, add_backend_argument, read_input
@@ -62,9 +62,8 @@ def _cell(value: float) -> str:
 def load_judge(path: str) -> Judge:
     """A judge of another tool's PSMs; ValueError naming the file if it is not one or needs a missing ms2pip."""
     judge = Judge.load(path, "psm")
-    if judge.uses_intensity and not ms2pip_available():
-        raise ValueError(f"{path}: this judge reads ms2pip's predicted intensities, and ms2pip is not installed "
-                         "(pip install -e '.[simulate]')")
+    if judge.intensity_source is not None:
+        check_source(judge.intensity_source, f"{path}: ")
     return judge
 
 
@@ -91,7 +90,7 @@ def run(args) -> int:
                          args.precursor_tolerance, args.isotope_errors, args.backend)
         if judge is not None:
             features, valid = judge_features(found, vocabulary, args.precursor_tolerance, args.backend,
-                                             judge.uses_intensity)
+                                             judge.intensity_source)
             combined = judge.probability(features, valid).tolist()
         else:
             # 0 * an unscorable candidate's +inf cost would be NaN: no evidence is no change.
