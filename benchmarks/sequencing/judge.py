@@ -51,7 +51,7 @@ SIMULATED = {"simulated-easy": 1, "simulated-hard": 2}
 SIMULATED_SIZE = 256
 #: The judges fitted, by the predictor of their intensity feature, and the file stem of each one not shipped.
 LABELS = {None: "judge", "model": "judge + own intensity model", "ms2pip": "judge + ms2pip"}
-FILES = {LABELS["model"]: "model", LABELS["ms2pip"]: "ms2pip"}
+FILES = {LABELS[None]: "plain", LABELS["model"]: "model", LABELS["ms2pip"]: "ms2pip"}
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FOLDS = 5
 BINS = 10
@@ -172,15 +172,21 @@ def main(argv=None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--results", default=str(RESULTS_ROOT / "cpu"))
+    p.add_argument("--beam-size", type=int, metavar="K",
+                   help="candidates per spectrum (default: the checkpoint's); another K writes judge_k<K>.* and "
+                        "its judges beside them, and ships none")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     sequencer = load_sequencer(args.checkpoint)
+    beam_size = args.beam_size or sequencer.config.decoding.beam_size
+    variant = beam_size != sequencer.config.decoding.beam_size
+    stem = f"judge_k{beam_size}" if variant else "judge"
     sources = ["model", *(["ms2pip"] if ms2pip_available() else [])]
     preprocessing = Preprocessing()
     beams = {name: labelled_beams(sequencer, [s for _, s in real_set(name, sequencer.vocabulary, preprocessing)],
-                                  intensities=sources)
+                                  beam_size, intensities=sources)
              for name in (FIT_SET, *REPORT_SETS)}
-    beams.update({name: labelled_beams(sequencer, simulated(sequencer, name, stream), intensities=sources)
+    beams.update({name: labelled_beams(sequencer, simulated(sequencer, name, stream), beam_size, intensities=sources)
                   for name, stream in SIMULATED.items()})
     fitted = {LABELS[source]: fit_and_measure(beams, source, sources) for source in (None, *sources)}
     # The checkpoint's judge reads no predicted intensities. The one with the package's intensity model
@@ -188,25 +194,26 @@ def main(argv=None) -> Path:
     # model took features + judge from 1x to 21x the scorer's time on an H100 and the command from
     # about 1,060 to 698 spectra/s (results/nvidia-h100-80gb-hbm3/judge_with_intensity_model/), against
     # the goal of at most 2x: it ships as an option (results/cpu/judge-model.json, fit-judge --intensities).
-    shipped = LABELS[None]
+    shipped = None if variant else LABELS[None]
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     for label, f in fitted.items():
-        f["judge"].save(judge_path(args.checkpoint) if label == shipped else out / f"judge-{FILES[label]}.json")
+        f["judge"].save(judge_path(args.checkpoint) if label == shipped else out / f"{stem}-{FILES[label]}.json")
     environment = describe(torch.device("cpu"))
     record = {"environment": environment, "shipped": shipped, **{label: {
         "l2_cv_log_loss": f["cv"], "l2": f["l2"], "judge": f["judge"].__dict__,
         "results": {n: {k: v for k, v in r.items() if k != "curve"} for n, r in f["results"].items()}}
         for label, f in fitted.items()}}
-    (out / "judge.json").write_text(json.dumps(record, indent=1) + "\n")
-    plot({n: fitted[shipped]["results"][n] for n in REPORT_SETS}, out / "judge.png")
-    lines = [f"# The judges of the shipped checkpoint ({environment['device']}, {environment['date']}, torch "
-             f"{environment['torch']})", "", "Command: `python -m benchmarks.sequencing.judge` (with ms2pip 4.1.2 "
-             "installed, `.[simulate]`, for the ms2pip judge). `judge.png`: the shipped judge's reliability and "
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
+    plot({n: fitted[shipped or LABELS[None]]["results"][n] for n in REPORT_SETS}, out / f"{stem}.png")
+    command = "python -m benchmarks.sequencing.judge" + (f" --beam-size {beam_size}" if variant else "")
+    lines = [f"# The judges of the shipped checkpoint at K={beam_size} ({environment['device']}, {environment['date']}, "
+             f"torch {environment['torch']})", "", f"Command: `{command}` (with ms2pip 4.1.2 installed, `.[simulate]`, "
+             f"for the ms2pip judge). `{stem}.png`: the {'shipped' if shipped else 'plain'} judge's reliability and "
              "precision-coverage on the sets it was not fitted on.", ""]
     for label, f in fitted.items():
         where = (f"shipped: `{judge_path(args.checkpoint).name}`" if label == shipped else
-                 f"`{Path(args.results).name}/judge-{FILES[label]}.json`")
+                 f"`{Path(args.results).name}/{stem}-{FILES[label]}.json`")
         lines += [f"## {label} ({where})", "", f"Fitted on {f['judge'].fitted_on}. Cross-validated log-loss by L2 weight: "
                   + ", ".join(f"{k}: {v:.4f}" for k, v in f["cv"].items()) + ".", "",
                   "| set | spectra | default recall | judge recall | ceiling | AUC model score (default) | "
@@ -219,8 +226,8 @@ def main(argv=None) -> Path:
         lines += ["", "Weights (standardised features): " + ", ".join(
             f"{n} {w:+.2f}" for n, w in sorted(zip(f["judge"].features, f["judge"].weight), key=lambda x: -abs(x[1]))),
             ""]
-    (out / "judge.md").write_text("\n".join(lines))
-    return out / "judge.md"
+    (out / f"{stem}.md").write_text("\n".join(lines))
+    return out / f"{stem}.md"
 
 
 if __name__ == "__main__":
