@@ -59,7 +59,8 @@ class Judge:
 
     @property
     def intensity_source(self) -> str | None:
-        """The predictor of the intensity feature it reads (``"ms2pip"``: needs ms2pip to run; ``"model"``), or None."""
+        """The predictor of the intensity feature it was fitted on (``"ms2pip"``, ``"model"``), or None;
+        where ms2pip is missing, an ms2pip judge reads the model's (:func:`~peptide_losses.predicted_intensity.predictor`)."""
         return _KNOWN[tuple(self.features)][1]
 
     def logit(self, features: torch.Tensor) -> torch.Tensor:

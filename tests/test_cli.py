@@ -21,7 +21,7 @@ from peptide_losses import Vocabulary
 from peptide_losses.cli import main
 from peptide_losses.datasets import REAL_SETS, real_set
 from peptide_losses.evaluation import best_psms, evaluate_psms, precision_coverage
-from peptide_losses.judge import Judge
+from peptide_losses.judge import Judge, judge_path
 from peptide_losses.mztab import PSM, PSMRow, MzTabError, psm_lines, read_psms, write_psms
 from peptide_losses.scoring import shuffled_decoys
 from peptide_losses.sequencing import DEFAULT_CHECKPOINT
@@ -331,8 +331,6 @@ def test_sequence_reads_mzml(tmp_path, capsys):
 
 
 def _beam_judge():
-    from peptide_losses.judge import judge_path
-
     return judge_path(DEFAULT_CHECKPOINT)
 
 
@@ -443,17 +441,36 @@ def test_a_score_that_is_not_a_number_or_null_is_refused_not_ranked_last(tmp_pat
         read_psms(path)
 
 
-def test_a_judge_that_reads_ms2pip_is_refused_where_ms2pip_is_missing(tmp_path, capsys, monkeypatch):
+def test_a_judge_fitted_on_ms2pip_runs_on_the_intensity_model_where_ms2pip_is_missing_and_says_so_once(
+        tmp_path, capsys, monkeypatch):
+    """Where ms2pip is missing, a judge fitted on its feature reads the package's intensity model's instead:
+    the PSMs are those of the same weights saved as a judge of the model's feature, and one warning line
+    (over 4 spectra in two batches) says so; fit-judge --intensities ms2pip still refuses (it needs ms2pip's
+    own predictions to fit on)."""
     from peptide_losses import predicted_intensity
     from peptide_losses.judge import FEATURE_SETS
 
-    names = FEATURE_SETS["ms2pip"]
-    with_ms2pip = Judge(names, (0.0,) * len(names), (1.0,) * len(names), (1.0,) * len(names), 0.0, "test")
-    path = tmp_path / "ms2pip.judge.json"
-    with_ms2pip.save(path)
+    shipped = Judge.load(judge_path(DEFAULT_CHECKPOINT))
+    paths = {}
+    for source in ("ms2pip", "model"):
+        paths[source] = tmp_path / f"{source}.judge.json"
+        Judge(FEATURE_SETS[source], (*shipped.mean, 0.5), (*shipped.scale, 0.2), (*shipped.weight, 2.0), shipped.bias,
+              "test").save(paths[source])
     monkeypatch.setattr(predicted_intensity, "available", lambda: False)
-    code, _, err = run_cli(capsys, "sequence", CASANOVO_MGF, "-o", tmp_path / "o.mztab", "--judge", path)
-    assert code == 2 and "ms2pip.judge.json: this judge reads ms2pip's predicted intensities" in err
+    predicted_intensity._stand_in_for_ms2pip.cache_clear()
+    tables, warnings_said, spectra = {}, {}, subset_mgf(tmp_path, CASANOVO_MGF, 4)
+    for source, path in paths.items():
+        code, _, err = run_cli(capsys, "sequence", spectra, "-o", tmp_path / f"{source}.mztab", "--judge", path,
+                               "--batch-size", 2, "--beam-size", 5, "--no-progress")
+        assert code == 0, err
+        tables[source] = [(r["sequence"], r["search_engine_score[1]"]) for r in psm_table(tmp_path / f"{source}.mztab")]
+        warnings_said[source] = [line for line in err.splitlines() if "warning" in line]
+    assert tables["ms2pip"] == tables["model"] and len(tables["model"]) == 4
+    assert len(warnings_said["ms2pip"]) == 1 and "ms2pip is not installed" in warnings_said["ms2pip"][0]
+    assert warnings_said["model"] == []
+    predicted_intensity._stand_in_for_ms2pip.cache_clear()
+    code, _, err = run_cli(capsys, "fit-judge", spectra, "-o", tmp_path / "j.json", "--intensities", "ms2pip")
+    assert code == 2 and "ms2pip is not installed" in err
 
 
 def test_default_batch_size_is_64_spectra_on_the_cpu_and_20480_candidates_at_most_1024_spectra_on_a_gpu():

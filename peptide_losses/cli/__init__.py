@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from . import evaluate, fit_judge, rescore, sequence
 
@@ -35,8 +36,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command].run(args)
-    except (ValueError, OSError) as err:  # bad input: every such error names its file and item
-        print(f"peptide-losses {args.command}: error: {err}".splitlines()[0], file=sys.stderr)
-        return BAD_INPUT
+
+    def one_line(message, *_, **__):  # a warning reads like the errors, not as a source line and a traceback
+        print(f"peptide-losses {args.command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line
+        try:
+            return COMMANDS[args.command].run(args)
+        except (ValueError, OSError) as err:  # bad input: every such error names its file and item
+            print(f"peptide-losses {args.command}: error: {err}".splitlines()[0], file=sys.stderr)
+            return BAD_INPUT

@@ -28,7 +28,6 @@ import sys
 
 from ..judge import Judge
 from ..mztab import SCORE_COLUMN
-from ..predicted_intensity import check_source
 from ..rescoring import CHUNK, PRECURSOR_PENALTY, evidence, judge_features, read_tool_psms
 from ..vocabulary import Vocabulary
 from .inputs import SPECTRA_HELP, add_backend_argument, read_input
@@ -59,14 +58,6 @@ def _cell(value: float) -> str:
     return "null" if math.isnan(value) else repr(value)
 
 
-def load_judge(path: str) -> Judge:
-    """A judge of another tool's PSMs; ValueError naming the file if it is not one or needs a missing ms2pip."""
-    judge = Judge.load(path, "psm")
-    if judge.intensity_source is not None:
-        check_source(judge.intensity_source, f"{path}: ")
-    return judge
-
-
 def run(args) -> int:
     if not math.isfinite(args.weight) or args.weight < 0:
         raise ValueError(f"--weight must be a finite number >= 0, got {args.weight}")
@@ -74,7 +65,7 @@ def run(args) -> int:
         raise ValueError(f"--precursor-tolerance must be >= 0 ppm, got {args.precursor_tolerance}")
     if args.judge and args.weight != DEFAULT_WEIGHT:
         raise ValueError("--weight sets the plain rescore; with --judge the judge weighs the evidence: drop one")
-    judge = load_judge(args.judge) if args.judge else None
+    judge = Judge.load(args.judge, "psm") if args.judge else None
     vocabulary = Vocabulary.default()
     spectra = {item.ref: item.spectrum for item in read_input(args.spectra, vocabulary)}
     tool = read_tool_psms(args.psms, spectra, args.spectra, vocabulary)

@@ -23,7 +23,6 @@ from .. import __version__
 from ..checks import checked_device
 from ..mztab import PSM, write_psms
 from ..judge import Judge
-from ..predicted_intensity import check_source
 from ..sequencing import DECODINGS, DEFAULT_CHECKPOINT, Sequencer, load_sequencer
 from .inputs import SPECTRA_HELP, add_backend_argument, read_input, spectra_path
 
@@ -61,8 +60,6 @@ def load(args) -> Sequencer:
     changes = {"backend": getattr(args, "backend", "auto")}
     if getattr(args, "judge", None):
         changes["judge"] = Judge.load(args.judge, "beam")
-        if changes["judge"].intensity_source is not None:
-            check_source(changes["judge"].intensity_source, f"{args.judge}: ")
     return dataclasses.replace(sequencer, **changes)
 
 
