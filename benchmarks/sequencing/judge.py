@@ -16,7 +16,8 @@ one spectrum in 250 between weights: too coarse to choose by).
 Reported per set: peptide recall of the judge's choice and of the default decoding's, the
 ceiling (truth anywhere in the beam), the precision-coverage AUC of the judge's P(correct) and of
 the default's mean log-probability for their own choices, the judge's expected calibration
-error (10 equal-width bins of P, over the chosen PSMs), and all of these on 256 simulated easy
+error (10 equal-width bins of P, over the chosen PSMs), the PSMs a user keeps at P >= 0.5 with
+their precision and the precision their mean P promises, and all of these on 256 simulated easy
 and hard spectra (what a judge must not lose where the model already works). The checkpoint's
 judge (``gpu_preset.judge.json``, the command line's default) is the one without intensities (why:
 at ``shipped`` in :func:`main`); the others go to ``results/cpu/judge-{model,ms2pip}.json`` beside
@@ -55,6 +56,9 @@ FILES = {LABELS[None]: "plain", LABELS["model"]: "model", LABELS["ms2pip"]: "ms2
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FOLDS = 5
 BINS = 10
+#: The filter a user puts on a calibrated P(correct) without choosing anything: PSMs more likely right than
+#: wrong. Reported as it falls (how many are kept, their precision, and the precision the judge expects).
+KEEP = 0.5
 
 
 def picked(beams: LabelledBeams, index: torch.Tensor) -> torch.Tensor:
@@ -100,6 +104,7 @@ def measure(beams: LabelledBeams, judge) -> dict:
     default_score = beams.features[..., FEATURES.index("mean_log_prob")].gather(1, beams.default.clamp_min(0)[:, None])
     ece, bins = calibration_error(confidence[chosen], right[chosen])
     total = len(index)
+    kept = chosen & (confidence >= KEEP)
     return {
         "spectra": total,
         "judge_recall": float(right.float().mean()),
@@ -109,6 +114,8 @@ def measure(beams: LabelledBeams, judge) -> dict:
         "model_score_auc": precision_coverage(default_right[beams.default >= 0].tolist(),
                                               default_score[beams.default >= 0, 0].tolist(), total)["auc"],
         "judge_ece": ece, "reliability": bins,
+        "kept": int(kept.sum()), "kept_precision": float(right[kept].float().mean()) if kept.any() else float("nan"),
+        "kept_expected_precision": float(confidence[kept].mean()) if kept.any() else float("nan"),
         "curve": precision_coverage(right[chosen].tolist(), confidence[chosen].tolist(), total),
     }
 
@@ -217,12 +224,14 @@ def main(argv=None) -> Path:
         lines += [f"## {label} ({where})", "", f"Fitted on {f['judge'].fitted_on}. Cross-validated log-loss by L2 weight: "
                   + ", ".join(f"{k}: {v:.4f}" for k, v in f["cv"].items()) + ".", "",
                   "| set | spectra | default recall | judge recall | ceiling | AUC model score (default) | "
-                  "AUC judge | judge ECE |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  f"AUC judge | judge ECE | PSMs at P >= {KEEP} | their precision | their mean P |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, r in f["results"].items():
             note = " (fitted on)" if name == FIT_SET else ""
             lines.append(f"| {name}{note} | {r['spectra']} | {r['default_recall']:.3f} | {r['judge_recall']:.3f} | "
                          f"{r['ceiling']:.3f} | {r['model_score_auc']:.3f} | {r['judge_auc']:.3f} | "
-                         f"{r['judge_ece']:.3f} |")
+                         f"{r['judge_ece']:.3f} | {r['kept']} | {r['kept_precision']:.3f} | "
+                         f"{r['kept_expected_precision']:.3f} |")
         lines += ["", "Weights (standardised features): " + ", ".join(
             f"{n} {w:+.2f}" for n, w in sorted(zip(f["judge"].features, f["judge"].weight), key=lambda x: -abs(x[1]))),
             ""]
