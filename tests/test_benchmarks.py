@@ -360,8 +360,9 @@ def test_sim_to_real_smoke_run_and_its_ion_table(tmp_path):
 
 
 def test_sequencing_throughput_smoke_run_and_its_spectra_file(tmp_path):
-    """The throughput benchmark's smoke mode times every stage and the command; the MGF it feeds the
-    command holds the spectra it decoded, peak for peak."""
+    """The throughput benchmark's smoke mode times every stage and the command (at its defaults in this
+    process and in two new ones, at the fastest batch in this process); the MGF it feeds the command holds
+    the spectra it decoded, peak for peak."""
     from benchmarks.sequencing import throughput
     from peptide_losses import Vocabulary
     from peptide_losses.spectra_files import read_spectra
@@ -371,7 +372,9 @@ def test_sequencing_throughput_smoke_run_and_its_spectra_file(tmp_path):
     # The beam's seconds (column 7), not spectra/s (column 4): printed without decimals, a slow or busy
     # machine's smoke rate rounds to 0.
     assert len(rows) == 2 and all(float(row.split("|")[7]) > 0 for row in rows)
-    assert "| `(defaults)` |" in table and "| `--batch-size 8` |" in table
+    runs = {tuple(cell.strip() for cell in line.split("|")[1:3]) for line in table.splitlines()
+            if line.startswith("| `")}
+    assert runs == {("`(defaults)`", how) for how in throughput.RUNS} | {("`--batch-size 8`", throughput.RUNS[0])}
     spectra = throughput.real_spectra(700, Vocabulary.default())
     assert spectra[628].precursor_mz == spectra[0].precursor_mz and spectra[627].precursor_mz != spectra[0].precursor_mz
     throughput.write_mgf(spectra[:5], tmp_path / "five.mgf")
