@@ -19,9 +19,9 @@ repeated to ``--spectra``. Two measurements per checkpoint:
    of (1), wall clock, each timed three ways (:data:`RUNS`): in this process after an untimed run
    of the same command (the speed of the command's own work), and at the defaults in a new
    process as a user starts it, first with an empty Triton cache (a machine's first run: every
-   kernel compiles) and then with the cache that run filled (every later run). Timed in this
-   process without the warm-up, the command also paid for compiling the kernels at its batch
-   shapes: 14.2-16.6 s where the warm run had taken 9.4 s (H100s, 2026-12-05).
+   kernel compiles) and then with the cache that run filled (every later run). Timed once in this
+   process without that warm-up, the command took 14.2-16.6 s on H100s where a warm one had taken
+   9.4 s (2026-12-05, different hosts): compilation, the hosts, or both; these rows tell them apart.
 
 Writes ``results/<device>/throughput.{md,json}``; ``--command-only`` measures (2) at the defaults
 alone (a minute on a GPU) into ``throughput_command.{md,json}``; ``--smoke`` writes nowhere.
