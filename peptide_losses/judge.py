@@ -14,6 +14,7 @@ features, so their sizes compare.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +52,15 @@ class Judge:
                              f"(peptide-losses fit-judge)")
         if not len(self.mean) == len(self.scale) == len(self.weight) == len(self.features):
             raise ValueError(f"a judge needs {len(self.features)} means, scales and weights")
+        # A NaN weight would leave every candidate unchosen, an infinite bias make every one certain, a zero
+        # scale divide by zero: each a silently wrong judge, refused here (and so at Judge.load).
+        numbers = [(f"{field}[{i}] ({name})", field, value) for field in ("mean", "scale", "weight")
+                   for i, (name, value) in enumerate(zip(self.features, getattr(self, field)))]
+        for where, field, value in numbers + [("bias", "bias", self.bias)]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (field == "scale" and value <= 0):
+                raise ValueError(f"{where} is {value!r}: a judge's means, weights and bias are finite numbers, its "
+                                 f"scales finite and > 0")
 
     @property
     def kind(self) -> str:
@@ -114,6 +124,11 @@ def fit_judge(features: torch.Tensor, labels: torch.Tensor, *, names: tuple[str,
     if x.dim() != 2 or names is None or x.shape[1] != len(names) or y.shape != x.shape[:1]:
         raise ValueError(f"features must be (R, F) with F = len(names) (without names: {sorted(widths)}) and labels "
                          f"(R,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    bad = (~x.isfinite()).nonzero()
+    if len(bad):
+        row, column = bad[0].tolist()
+        raise ValueError(f"features must be finite: candidate {row}'s {names[column]} is {float(x[row, column])} "
+                         f"({len(bad)} values are not)")
     if not 0 < float(y.sum()) < len(y):
         raise ValueError(f"labels need both classes: {int(y.sum())} correct of {len(y)} candidates")
     mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)

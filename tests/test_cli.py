@@ -6,6 +6,7 @@ The model runs with beams of 2-4 on a few spectra: these tests check what is wri
 good it is (the recalls are in benchmarks/results/cpu/sequencing.md).
 """
 
+import json
 import math
 import re
 import shutil
@@ -382,12 +383,37 @@ BAD_INPUTS = {
                                           t / "o.mztab"], "psms.mztab, line 18: sequence 'PEPXK'"),
     "unannotated spectrum (fit-judge --psms)": (
         lambda t: ["fit-judge", _bad_mgf(t, "BEGIN IONS\nTITLE=u\nPEPMASS=500.2\nCHARGE=2+\n100 1\n200 1\nEND IONS\n"),
-                   "--psms", _psms_of(t, "index=0"), "-o", t / "j.json"], "spectrum index=0 of"),
+                   "--psms", _psms_of(t, "index=0"), "-o", t / "j.json"], "bad.mgf: spectrum index=0 has no annotation"),
+    "unannotated spectrum (fit-judge)": (
+        lambda t: ["fit-judge", _bad_mgf(t, "BEGIN IONS\nTITLE=u\nPEPMASS=500.2\nCHARGE=2+\n100 1\n200 1\nEND IONS\n"),
+                   "-o", t / "j.json"], "bad.mgf: spectrum index=0 has no annotation"),
+    "a judge with a NaN weight": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "o.mztab", "--judge",
+                                             _judge_with(t, weight=0, value=math.nan)],
+                                  "bad.judge.json: not a judge file: weight[0] (mean_log_prob) is nan"),
+    "a judge with a zero scale": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "o.mztab", "--judge",
+                                             _judge_with(t, scale=3, value=0.0)],
+                                  "bad.judge.json: not a judge file: scale[3]"),
+    "an infinite --l2": (lambda t: ["fit-judge", CASANOVO_MGF, "-o", t / "j.json", "--l2", "inf"],
+                         "--l2 must be a finite number >= 0, got inf"),
+    "no folder for -o": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "none" / "o.mztab"],
+                         "o.mztab: no folder"),
+    "no folder for --json": (lambda t: ["evaluate", CASANOVO_MZTAB, CASANOVO_MGF, "--json", t / "none" / "e.json"],
+                             "e.json: no folder"),
     "a beam judge for rescore": (lambda t: ["rescore", CASANOVO_MZTAB, CASANOVO_MGF, "-o", t / "o.mztab", "--judge",
                                             _beam_judge()], "gpu_preset.judge.json: a beam judge"),
     "unknown set name": (lambda t: ["evaluate", CASANOVO_MZTAB, "massivekb-tset"],
                          "massivekb-tset: no such file, and not a shipped set"),
 }
+
+
+def _judge_with(tmp_path, value, **position):
+    """The shipped judge's file with one number replaced: ``field=index`` gets ``value``."""
+    (field, index), = position.items()
+    record = json.loads(_beam_judge().read_text())
+    record[field][index] = value
+    path = tmp_path / "bad.judge.json"
+    path.write_text(json.dumps(record))
+    return path
 
 
 def _peprec(tmp_path, mods):

@@ -1,6 +1,9 @@
 """The judge's features against ions weighed independently (pyteomics), its fit, its file, and the
 shipped judge on simulated spectra."""
 
+import math
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -109,6 +112,25 @@ def test_fit_is_deterministic_and_finds_the_informative_feature():
     assert int(weights.argmax()) == 0 and first.weight[0] > 0
     with pytest.raises(ValueError, match="both classes"):
         fit_judge(x, torch.zeros(len(x), dtype=torch.bool))
+    x[5, 2] = torch.inf
+    with pytest.raises(ValueError, match=f"candidate 5's {FEATURES[2]} is inf"):
+        fit_judge(x, labels)
+
+
+@pytest.mark.parametrize("field, index, value", [("weight", 0, math.nan), ("mean", 4, math.inf), ("scale", 1, 0.0),
+                                                 ("scale", 2, -1.0), ("weight", 3, True), ("bias", None, -math.inf)])
+def test_a_judge_with_a_number_that_is_not_finite_is_refused(field, index, value):
+    """A NaN weight would leave every candidate unchosen and an infinite bias make every one certain: such a
+    judge is no judge (so Judge.load names the file of one)."""
+    judge = fit_judge(*toy())
+    if index is None:
+        changed, where = value, field
+    else:
+        numbers = list(getattr(judge, field))
+        numbers[index] = value
+        changed, where = tuple(numbers), f"{field}[{index}] ({judge.features[index]})"
+    with pytest.raises(ValueError, match=re.escape(f"{where} is {value!r}")):
+        Judge(**{**judge.__dict__, field: changed})
 
 
 def test_judge_file_round_trip_and_refuses_other_features(tmp_path):

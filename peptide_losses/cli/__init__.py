@@ -18,6 +18,7 @@ import sys
 import warnings
 
 from . import evaluate, fit_judge, rescore, sequence
+from .inputs import check_outputs
 
 COMMANDS = {"sequence": sequence, "rescore": rescore, "evaluate": evaluate, "fit-judge": fit_judge}
 #: Exit code of bad input, as argparse uses for a bad command line.
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = one_line
         try:
+            check_outputs(args)
             return COMMANDS[args.command].run(args)
         except (ValueError, OSError) as err:  # bad input: every such error names its file and item
             print(f"peptide-losses {args.command}: error: {err}".splitlines()[0], file=sys.stderr)

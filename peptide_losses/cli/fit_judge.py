@@ -19,6 +19,7 @@ MassIVE-KB calibration half (python -m benchmarks.sequencing.judge, which also c
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -26,7 +27,6 @@ from tqdm import tqdm
 
 from ..judge import FEATURE_SETS, PSM_FEATURE_SETS, fit_judge
 from ..judge_data import labelled_beams, matches_annotation
-from ..mztab import MzTabError
 from ..predicted_intensity import SOURCES, check_source
 from ..rescoring import CHUNK, evidence, judge_features, read_tool_psms
 from ..sequencing import DEFAULT_CHECKPOINT
@@ -61,8 +61,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    if not args.l2 >= 0:
-        raise ValueError(f"--l2 must be >= 0, got {args.l2}")
+    if not 0 <= args.l2 < math.inf:
+        raise ValueError(f"--l2 must be a finite number >= 0, got {args.l2}")
     if args.intensities is not None:
         check_source(args.intensities, f"--intensities {args.intensities}: ")
     if args.psms:
@@ -70,7 +70,9 @@ def run(args) -> int:
         what, names = f"{args.psms} on {args.annotated}", PSM_FEATURE_SETS[args.intensities]
     else:
         sequencer = load(args)
-        annotated = [s for _, s in read_input(args.annotated, sequencer.vocabulary, args.peprec)]
+        items = read_input(args.annotated, sequencer.vocabulary, args.peprec)
+        require_annotations({item.ref: item.spectrum for item in items}, args.annotated, "spectrum")
+        annotated = [item.spectrum for item in items]
         with tqdm(total=len(annotated), unit="spectrum", disable=args.no_progress, file=sys.stderr) as bar:
             beams = labelled_beams(sequencer, annotated, args.beam_size, progress=bar.update,
                                    intensities=[args.intensities] if args.intensities else [])
@@ -84,6 +86,15 @@ def run(args) -> int:
     return 0
 
 
+def require_annotations(spectra: dict, annotated: str, what: str) -> None:
+    """ValueError naming the first of ``spectra`` (ref -> Spectrum, of the file or set ``annotated``) without
+    an annotation: every one of ``what`` needs one to be labelled."""
+    missing = [ref for ref, spectrum in spectra.items() if spectrum.tokens is None]
+    if missing:
+        raise ValueError(f"{annotated}: spectrum {missing[0]} has no annotation (SEQ=, or --peprec; {len(missing)} "
+                         f"of {len(spectra)} have none): every {what} needs one")
+
+
 def labelled_psms(args) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The features (R, F) and labels (R,) of the tool's PSMs with a finite score, and the spectra they are of."""
     if not args.precursor_tolerance >= 0:
@@ -92,10 +103,7 @@ def labelled_psms(args) -> tuple[torch.Tensor, torch.Tensor, int]:
     spectra = {item.ref: item.spectrum for item in read_input(args.annotated, vocabulary, args.peprec)}
     tool = read_tool_psms(args.psms, spectra, args.annotated, vocabulary)
     refs = list(tool.groups)
-    unannotated = [ref for ref in refs if tool.spectra[ref].tokens is None]
-    if unannotated:
-        raise MzTabError(f"{args.psms}: spectrum {unannotated[0]} of {args.annotated} has no annotation (SEQ=, or "
-                         f"--peprec): every spectrum with a PSM needs one to label its PSMs")
+    require_annotations(tool.spectra, args.annotated, f"spectrum with a PSM in {args.psms}")
     parts = []
     for start in tqdm(range(0, len(refs), CHUNK), unit="chunk", disable=args.no_progress, file=sys.stderr):
         chunk = refs[start:start + CHUNK]

@@ -18,6 +18,18 @@ def add_backend_argument(p) -> None:
                    help="spectrum scorer: the Triton kernel (GPU) or the plain PyTorch reference (default: auto)")
 
 
+#: Every command's options that name a file to write.
+OUTPUTS = {"output": "-o", "json": "--json", "plot": "--plot"}
+
+
+def check_outputs(args) -> None:
+    """FileNotFoundError for an output whose folder does not exist, before any work (not after decoding)."""
+    for name, option in OUTPUTS.items():
+        path = getattr(args, name, None)
+        if path is not None and not Path(path).absolute().parent.is_dir():
+            raise FileNotFoundError(f"{option} {path}: no folder {Path(path).absolute().parent} to write it in")
+
+
 def spectra_path(source: str) -> Path:
     """The file behind ``source``: a shipped set's MGF, or the path itself if it is a file."""
     if source in REAL_SETS:
