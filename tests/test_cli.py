@@ -393,6 +393,9 @@ BAD_INPUTS = {
     "a judge with a zero scale": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "o.mztab", "--judge",
                                              _judge_with(t, scale=3, value=0.0)],
                                   "bad.judge.json: not a judge file: scale[3]"),
+    "no right candidate to learn from (fit-judge --psms)": (
+        lambda t: ["fit-judge", CASANOVO_MGF, "--psms", _psms_of(t, "index=0"), "-o", t / "j.json", "--no-progress"],
+        "casanovo_sample_first8.mgf: 0 of 1 candidates match"),
     "an infinite --l2": (lambda t: ["fit-judge", CASANOVO_MGF, "-o", t / "j.json", "--l2", "inf"],
                          "--l2 must be a finite number >= 0, got inf"),
     "no folder for -o": (lambda t: ["sequence", CASANOVO_MGF, "-o", t / "none" / "o.mztab"],

@@ -78,6 +78,9 @@ def run(args) -> int:
                                    intensities=[args.intensities] if args.intensities else [])
         features, correct, spectra = beams.features[beams.valid], beams.correct[beams.valid], len(annotated)
         what, names = args.annotated, FEATURE_SETS[args.intensities]
+    if not 0 < int(correct.sum()) < len(correct):
+        raise ValueError(f"{what}: {int(correct.sum())} of {len(correct)} candidates match their spectrum's annotation: "
+                         f"a judge learns from right and wrong ones (more spectra{'' if args.psms else ', a larger --beam-size'})")
     judge = fit_judge(features, correct, names=names, l2=args.l2,
                       fitted_on=f"{what}: {spectra} spectra, {len(correct)} candidates, {int(correct.sum())} correct; "
                                 f"l2 {args.l2}")
