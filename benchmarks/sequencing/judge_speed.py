@@ -62,11 +62,11 @@ def main(argv=None) -> Path | str:
     p.add_argument("--sweep", type=lambda text: tuple(int(v) for v in text.split("x")), nargs="+",
                    default=[(32, 1), (32, 2), (64, 1), (64, 2), (64, 4), (128, 2), (128, 4)], metavar="PEAKSxWARPS",
                    help="fragment kernel launch settings to time on a GPU (default: %(default)s)")
-    p.add_argument("--smoke", action="store_true", help="CPU, 8 spectra, beam 4, 3 repeats; writes nowhere")
+    p.add_argument("--smoke", action="store_true", help="CPU, 4 spectra, beam 4, 1 repeat; writes nowhere")
     p.add_argument("--results", default=str(RESULTS_ROOT))
     args = p.parse_args(argv)
     if args.smoke:
-        args.device, args.batch, args.beam, args.repeats = "cpu", 8, 4, 3
+        args.device, args.batch, args.beam, args.repeats = "cpu", 4, 4, 1
     device = torch.device(args.device)
     sequencer = load_sequencer(None, device)
     settings = sequencer.config.decoding
