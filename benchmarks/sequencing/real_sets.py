@@ -46,8 +46,9 @@ def variants() -> dict[str, list[str]]:
     return out
 
 
-def run(argv: list[str]) -> str:
-    """The command's stderr; a failure raises with it."""
+def run(argv: list) -> str:
+    """One ``peptide-losses`` command (arguments as strings or paths); its stderr; a failure raises with it."""
+    argv = [str(a) for a in argv]
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = cli(argv)

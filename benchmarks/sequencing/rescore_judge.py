@@ -13,35 +13,23 @@ number is on the Casanovo sample and the MassIVE-KB test half. Writes
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import tempfile
 from pathlib import Path
 
 import torch
 
-from peptide_losses.cli import main as cli
 from peptide_losses.datasets import REPORTED_SETS
 
 from ..environment import RESULTS_ROOT, describe, save_results
+from .real_sets import run
 
 ORDERS = {"the tool's order": [], "plain rescore (weight 100)": None, "rescore --judge": None}
 
 
-def command(*argv) -> str:
-    """Run one ``peptide-losses`` command; its stderr; RuntimeError if it fails."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = cli([str(a) for a in argv])
-    if code != 0:
-        raise RuntimeError(f"peptide-losses {' '.join(map(str, argv))}: {err.getvalue().strip()}")
-    return err.getvalue()
-
-
 def metrics(psms: Path, annotated: str, folder: Path) -> dict:
     out = folder / f"{psms.stem}.json"
-    command("evaluate", psms, annotated, "--json", out)
+    run(["evaluate", psms, annotated, "--json", out])
     record = json.loads(out.read_text())
     return {key: record[key] for key in ("spectra", "peptide_recall", "auc")}
 
@@ -57,16 +45,16 @@ def main(argv=None) -> Path:
         tool = {}
         for name in ("massivekb-calibration", *REPORTED_SETS):
             tool[name] = folder / f"{name}.mztab"
-            command("sequence", name, "-o", tool[name], "--decoding", "default", "--top-k", args.top_k,
-                    "--no-progress")
+            run(["sequence", name, "-o", tool[name], "--decoding", "default", "--top-k", args.top_k,
+                 "--no-progress"])
         judge = folder / "tool.judge.json"
-        said = command("fit-judge", "massivekb-calibration", "--psms", tool["massivekb-calibration"], "-o", judge,
-                       "--no-progress").strip().splitlines()[-1]
+        said = run(["fit-judge", "massivekb-calibration", "--psms", tool["massivekb-calibration"], "-o", judge,
+                    "--no-progress"]).strip().splitlines()[-1]
         results["fit"] = said.split(": ")[-1].split(" -> ")[0]  # what it was fitted on, without the temporary paths
         for name in REPORTED_SETS:
             plain, judged = folder / f"{name}.plain.mztab", folder / f"{name}.judged.mztab"
-            command("rescore", tool[name], name, "-o", plain)
-            command("rescore", tool[name], name, "-o", judged, "--judge", judge)
+            run(["rescore", tool[name], name, "-o", plain])
+            run(["rescore", tool[name], name, "-o", judged, "--judge", judge])
             results["sets"][name] = {order: metrics(path, name, folder) for order, path in
                                      zip(ORDERS, (tool[name], plain, judged))}
     env = results["environment"]
