@@ -91,6 +91,20 @@ def _longest_run(covered: torch.Tensor) -> torch.Tensor:
     return best
 
 
+def residue_rows(rows: torch.Tensor, masses: torch.Tensor, start_only: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token rows (R, L) as residues, an N-terminal modification being no cleavage site: the rows with
+    its column dropped (padding 0 appended), their float64 masses (``masses`` (V,) Da, padding 0) with
+    the modification's mass carried by the first residue, and (R,) bool where a row opened with one
+    (``start_only`` (V,) bool)."""
+    opening = start_only[rows[:, 0]]
+    shifted = torch.where(opening[:, None], torch.nn.functional.pad(rows[:, 1:], (0, 1)), rows)
+    masses = masses.to(torch.float64)
+    residue = masses[shifted]
+    residue[:, 0] += torch.where(opening, masses[rows[:, 0]], 0.0)
+    return shifted, residue, opening
+
+
 def fragment_evidence(tokens: torch.Tensor, masses: torch.Tensor, start_only: torch.Tensor, mz: torch.Tensor,
                       intensity: torch.Tensor, peak_mask: torch.Tensor, tolerance: float = TOLERANCE,
                       backend: str = "auto") -> torch.Tensor:
@@ -107,11 +121,7 @@ def fragment_evidence(tokens: torch.Tensor, masses: torch.Tensor, start_only: to
         return fragment_evidence_forward(tokens, masses, start_only, mz, intensity, peak_mask, tolerance)
     batch, k, length = tokens.shape
     rows = tokens.reshape(batch * k, length)
-    residue = masses.to(torch.float64)[rows]  # padding and zero-mass tokens add nothing
-    # An N-terminal modification is no cleavage site: fold its mass into the first residue.
-    opening = start_only[rows[:, 0]]
-    folded = torch.cat([residue[:, :2].sum(-1, keepdim=True), residue[:, 2:], residue[:, 1:2] * 0], -1)
-    residue = torch.where(opening[:, None], folded, residue)
+    _, residue, opening = residue_rows(rows, masses, start_only)
     prefix = residue.cumsum(-1)
     n = (rows != 0).sum(-1) - opening.long()
     total = prefix[:, -1:]

@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 from .constants import H2O, PROTON
+from .features import residue_rows
 from .vocabulary import Vocabulary
 
 #: The intensity feature of a judge by the predictor behind it: ms2pip (the ``simulate`` extra, on the
 #: CPU) or the package's own model distilled from it (:mod:`peptide_losses.intensity_model`, any device).
 SOURCES = {"ms2pip": "ms2pip_correlation", "model": "model_correlation"}
-#: The ms2pip feature's name in a judge's features.
-FEATURE = SOURCES["ms2pip"]
 TOLERANCE = 0.02
 #: ms2pip's shortest and longest peptides (it returns nothing for others: the feature is then 0).
 LENGTHS = (2, 100)
@@ -38,11 +37,15 @@ def available() -> bool:
     return importlib.util.find_spec("ms2pip") is not None
 
 
+def _check_known(source: str, where: str = "") -> None:
+    if source not in SOURCES:
+        raise ValueError(f"{where}unknown intensity predictor {source!r}: one of {', '.join(SOURCES)}")
+
+
 def check_source(source: str, where: str = "") -> None:
     """ValueError (prefixed by ``where``) for an unknown source, or ms2pip where it is not installed (to
     fit a judge on ms2pip's feature, which needs ms2pip's own predictions)."""
-    if source not in SOURCES:
-        raise ValueError(f"{where}unknown intensity predictor {source!r}: one of {', '.join(SOURCES)}")
+    _check_known(source, where)
     if source == "ms2pip" and not available():
         raise ValueError(f"{where}this judge reads ms2pip's predicted intensities, and ms2pip is not installed "
                          "(pip install -e '.[simulate]'); the package's own model needs none (--intensities model)")
@@ -60,8 +63,7 @@ def predictor(source: str) -> str:
     is not installed: then the package's own model, which follows ms2pip (median Pearson 0.968 with its
     predictions on held-out peptides), so a judge fitted on ms2pip's feature still runs; a warning says
     so, once per process. ValueError for an unknown source."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown intensity predictor {source!r}: one of {', '.join(SOURCES)}")
+    _check_known(source)
     return _stand_in_for_ms2pip() if source == "ms2pip" and not available() else source
 
 
@@ -161,13 +163,9 @@ def model_correlations(tokens: torch.Tensor, valid: torch.Tensor, vocabulary: Vo
     for index, token in enumerate(vocabulary.tokens):
         if not vocabulary.is_special(token) and not vocabulary.is_n_terminal(token):
             letter_of[index] = LETTERS.index(token[0]) + 1
-    opening = vocabulary.start_only_mask(device=device)[rows[:, 0]]
-    # An N-terminal modification is no residue: drop its column, its mass goes to the first residue.
-    shifted = torch.where(opening[:, None], torch.nn.functional.pad(rows[:, 1:], (0, 1)), rows)
+    shifted, residue, _ = residue_rows(rows, vocabulary.mass_tensor(device=device),
+                                       vocabulary.start_only_mask(device=device))
     letters = letter_of.to(device)[shifted]
-    masses = vocabulary.mass_tensor(device=device)
-    residue = masses[shifted] + torch.where(torch.arange(length, device=device) == 0,
-                                            torch.where(opening, masses[rows[:, 0]], 0.0)[:, None], 0.0)
     n = (letters != 0).sum(-1)
     z = charge.repeat_interleave(k).long()
     shares = log_distribution(model(letters, z)).exp().double()  # (R, 2, L - 1): b_{l+1}, y_{n-l-1}
